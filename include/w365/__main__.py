@@ -1,0 +1,5 @@
+import sys
+
+from w365.cli import main
+
+sys.exit(main())

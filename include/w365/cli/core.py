@@ -1,0 +1,165 @@
+"""Core verbs: db, tenant, demo, import, jobs."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from w365.cli.output import add_json_flag, emit, print_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    db = sub.add_parser("db", help="the billing store's schema")
+    dbs = db.add_subparsers(dest="db_verb", metavar="ACTION", required=True)
+    p = dbs.add_parser("upgrade", help="migrate the billing store to the latest schema (Alembic)")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(handler=db_upgrade)
+    p = dbs.add_parser("current", help="show the store's URL and schema revision")
+    add_json_flag(p)
+    p.set_defaults(handler=db_current)
+
+    t = sub.add_parser("tenant", help="tenant settings (time zone, invoice numbering)")
+    ts = t.add_subparsers(dest="tenant_verb", metavar="ACTION", required=True)
+    p = ts.add_parser("show", help="show the tenant settings")
+    add_json_flag(p)
+    p.set_defaults(handler=tenant_show)
+    p = ts.add_parser("set", help="change tenant settings")
+    p.add_argument("--name")
+    p.add_argument("--timezone", help="IANA zone, e.g. America/Los_Angeles (SPEC S4; default UTC)")
+    p.add_argument("--invoice-prefix")
+    p.set_defaults(handler=tenant_set)
+
+    d = sub.add_parser("demo", help="demo data")
+    ds = d.add_subparsers(dest="demo_verb", metavar="ACTION", required=True)
+    p = ds.add_parser("load", help="load a realistic demo tenant (sizes set by flags)")
+    p.add_argument("--customers", type=int, default=6)
+    p.add_argument("--contracts-per-customer", type=int, default=2)
+    p.add_argument("--subscriptions-per-contract", type=int, default=4)
+    p.add_argument("--changes-per-subscription", type=int, default=2, help="LCLs after the activation one")
+    p.add_argument("--slcl-percent", type=int, default=20, help="share of licence subscriptions with a pending SLCL")
+    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="tenant date the demo is built around (default: today)")
+    p.add_argument("--timezone", help="set the tenant time zone")
+    p.add_argument("--seed", type=int, default=365)
+    p.add_argument("--fresh", action="store_true", help="contracts start on/after --as-of with nothing billed")
+    add_json_flag(p)
+    p.set_defaults(handler=demo_load)
+
+    p = sub.add_parser("import", help="initial data load from a folder of CSV files (all or nothing)")
+    p.add_argument("folder", type=Path, help="folder with providers/customers/products/prices/contracts/subscriptions.csv")
+    add_json_flag(p)
+    p.set_defaults(handler=import_cmd)
+
+    j = sub.add_parser("jobs", help="the scheduled-job catalogue")
+    js = j.add_subparsers(dest="jobs_verb", metavar="ACTION", required=True)
+    p = js.add_parser("list", help="every catalogue job with its schedule and time zone")
+    add_json_flag(p)
+    p.set_defaults(handler=jobs_list)
+
+
+def db_upgrade(args: argparse.Namespace) -> int:
+    from w365 import db
+    from w365.db.session import database_url, describe_url
+
+    db.upgrade(revision=args.revision)
+    print(f"billing store {describe_url(database_url())} is at revision {db.current_revision()}")
+    return 0
+
+
+def db_current(args: argparse.Namespace) -> int:
+    from w365 import db
+    from w365.db.session import database_url, describe_url
+
+    info = {"url": describe_url(database_url()), "revision": db.current_revision(), "head": db.head_revision()}
+    if args.json:
+        print_json(info)
+    else:
+        print(f"{info['url']}: revision {info['revision']} (head {info['head']})")
+    return 0
+
+
+def _tenant_dict(t) -> dict:  # type: ignore[no-untyped-def]
+    return {"name": t.name, "time_zone": t.time_zone, "invoice_prefix": t.invoice_prefix, "next_invoice_number": t.next_invoice_number}
+
+
+def tenant_show(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.subscriptions import get_tenant
+
+    with session_scope() as s:
+        data = _tenant_dict(get_tenant(s))
+    if args.json:
+        print_json(data)
+    else:
+        for k, v in data.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def tenant_set(args: argparse.Namespace) -> int:
+    from w365 import catalogue, tenant_time
+    from w365.db.session import session_scope
+    from w365.subscriptions import get_tenant
+
+    with session_scope() as s:
+        t = get_tenant(s)
+        if args.timezone:
+            tenant_time.zone(args.timezone)
+            t.time_zone = args.timezone
+        if args.name:
+            t.name = args.name
+        if args.invoice_prefix:
+            t.invoice_prefix = args.invoice_prefix
+        data = _tenant_dict(t)
+    print(", ".join(f"{k}={v}" for k, v in data.items()))
+    if args.timezone and catalogue.timezone_name() != args.timezone:
+        print(f"note: DAG schedules run in {catalogue.timezone_name()}; set [w365] timezone = {args.timezone} "
+              f"(or AIRFLOW__W365__TIMEZONE={args.timezone}) so jobs start at the tenant's midnight")
+    return 0
+
+
+def demo_load(args: argparse.Namespace) -> int:
+    from w365 import tenant_time
+    from w365.db.session import session_scope
+    from w365.demo import DemoSpec, load_demo
+    from w365.subscriptions import get_tenant
+
+    now = datetime.now(timezone.utc)
+    with session_scope() as s:
+        tz = args.timezone or get_tenant(s).time_zone
+        spec = DemoSpec(
+            customers=args.customers, contracts_per_customer=args.contracts_per_customer,
+            subscriptions_per_contract=args.subscriptions_per_contract, changes_per_subscription=args.changes_per_subscription,
+            slcl_percent=args.slcl_percent, as_of=args.as_of or tenant_time.today(tz, now), seed=args.seed,
+            timezone=args.timezone, fresh=args.fresh,
+        )
+        stats = load_demo(s, spec, now=now)
+    if args.json:
+        print_json(stats)
+    else:
+        print("demo tenant loaded: " + ", ".join(f"{v} {k}" for k, v in stats.items()))
+    return 0
+
+
+def import_cmd(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.importer import import_folder
+
+    with session_scope() as s:
+        counts = import_folder(s, args.folder, now=datetime.now(timezone.utc))
+    if args.json:
+        print_json(counts)
+    else:
+        print("imported: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return 0
+
+
+def jobs_list(args: argparse.Namespace) -> int:
+    from w365 import catalogue
+
+    rows = [catalogue.as_dict(j) for j in catalogue.JOBS]
+    if args.json:
+        print_json(rows)
+    else:
+        emit(rows, False, ["dag_id", "name", "schedule", "timezone", "paused_at_creation"])
+    return 0

@@ -1,0 +1,21 @@
+"""Errors that reach operators. Each names the record and the rule, so it can be acted on."""
+
+from __future__ import annotations
+
+
+class W365Error(Exception):
+    """Base: a refusal with a message meant for people (the CLI prints it without a traceback)."""
+
+
+class ValidationError(W365Error):
+    """Input or a requested change breaks a rule. ``record`` names what, ``rule`` cites why."""
+
+    def __init__(self, record: str, reason: str, rule: str | None = None):
+        self.record = record
+        self.reason = reason
+        self.rule = rule
+        super().__init__(f"{record}: {reason}" + (f" ({rule})" if rule else ""))
+
+
+class NotFound(W365Error):
+    pass

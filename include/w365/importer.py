@@ -1,0 +1,344 @@
+"""Initial data load from a folder of CSV files (``w365 import DIR``); format in docs/import-format.md.
+
+All or nothing: every row of every file is checked first and every problem is reported with its
+file, row and reason; only a clean load is written, in one transaction. Subscriptions get their
+activation License Change Log (source = import), so the ledger holds from the first day.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from w365.calendar import BillingIntervalDetail
+from w365.db.models import (
+    QRB,
+    BillingContract,
+    ChangeBilling,
+    ChangeSource,
+    Customer,
+    Product,
+    ProductKind,
+    ProductPrice,
+    Provider,
+    ProviderKind,
+    UnitMapping,
+)
+from w365.errors import W365Error
+from w365.money import PRICE_PLACES, D, MoneyError, check_currency, check_places
+from w365.subscriptions import create_subscription
+
+log = logging.getLogger(__name__)
+
+# file -> (required columns, optional columns); loaded in this order.
+FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "providers.csv": (("name", "kind"), ("connection_id", "alert_email")),
+    "customers.csv": (("name",), ("email", "salesperson", "provider_tenant_id")),
+    "products.csv": (("sku", "name", "kind"), ("provider", "offer_id", "qrb", "qrw_days")),
+    "prices.csv": (("sku", "sales_unit", "currency", "cost_price", "selling_price", "effective_from"), ("price_list",)),
+    "contracts.csv": (
+        ("number", "customer", "frequency", "currency", "start_date"),
+        ("end_date", "term_months", "next_invoice_date", "auto_renew", "refunds_allowed", "change_billing", "price_list", "salesperson"),
+    ),
+    "subscriptions.csv": (
+        ("contract", "product", "provider", "name", "quantity", "selling_price", "cost_price", "sales_unit", "currency", "start_date"),
+        ("qrb", "qrw_days", "provider_subscription_id", "provisioned_on", "usage_threshold", "markup_pct"),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class RowError:
+    file: str
+    row: int  # line number in the file (the header is line 1)
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}, row {self.row}: {self.reason}"
+
+
+class ImportFailed(W365Error):
+    def __init__(self, errors: list[RowError]):
+        self.errors = errors
+        listing = "\n".join(f"  {e}" for e in errors)
+        super().__init__(f"import refused, nothing was written; {len(errors)} problem(s):\n{listing}")
+
+
+@dataclass
+class _Ctx:
+    file: str = ""
+    row: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def fail(self, reason: str) -> None:
+        self.errors.append(RowError(self.file, self.row, reason))
+
+
+class _Bad(Exception):
+    pass
+
+
+def _req(rec: dict[str, str], col: str) -> str:
+    value = (rec.get(col) or "").strip()
+    if not value:
+        raise _Bad(f"{col} is empty")
+    return value
+
+
+def _opt(rec: dict[str, str], col: str) -> str | None:
+    value = (rec.get(col) or "").strip()
+    return value or None
+
+
+def _date(value: str | None, col: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise _Bad(f"{col} {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _int(value: str | None, col: str, minimum: int | None = 0) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise _Bad(f"{col} {value!r} is not a whole number") from None
+    if minimum is not None and number < minimum:
+        raise _Bad(f"{col} {number} is negative" if minimum == 0 else f"{col} {number} is below {minimum}")
+    return number
+
+
+def _price(value: str | None, col: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        number = check_places(D(value), PRICE_PLACES, col)
+    except MoneyError as exc:
+        raise _Bad(str(exc)) from None
+    if number < 0:
+        raise _Bad(f"{col} {number} is negative")
+    return number
+
+
+def _bool(value: str | None, col: str, default: bool) -> bool:
+    if value is None:
+        return default
+    v = value.lower()
+    if v in ("true", "yes", "1", "y"):
+        return True
+    if v in ("false", "no", "0", "n"):
+        return False
+    raise _Bad(f"{col} {value!r} is not true/false")
+
+
+def _enum(value: str | None, col: str, enum_cls: Any, default: Any) -> Any:
+    if value is None:
+        return default
+    try:
+        return enum_cls(value.lower())
+    except ValueError:
+        allowed = ", ".join(m.value for m in enum_cls)
+        raise _Bad(f"{col} {value!r} is not one of {allowed}") from None
+
+
+def _currency(value: str, col: str = "currency") -> str:
+    try:
+        return check_currency(value.upper())
+    except MoneyError as exc:
+        raise _Bad(str(exc)) from None
+
+
+def read_folder(folder: Path) -> dict[str, list[tuple[int, dict[str, str]]]]:
+    """Read every known CSV in ``folder``; unknown files are an error (a typo loses data)."""
+    if not folder.is_dir():
+        raise W365Error(f"{folder} is not a folder")
+    found: dict[str, list[tuple[int, dict[str, str]]]] = {}
+    errors: list[RowError] = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() != ".csv":
+            continue
+        if path.name not in FILES:
+            errors.append(RowError(path.name, 0, f"unknown file; expected one of {', '.join(FILES)}"))
+            continue
+        required, optional = FILES[path.name]
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            missing = [c for c in required if c not in header]
+            unknown = [c for c in header if c not in required + optional]
+            if missing or unknown:
+                msg = "; ".join(
+                    ([f"missing column(s) {', '.join(missing)}"] if missing else [])
+                    + ([f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
+                )
+                errors.append(RowError(path.name, 1, msg))
+                continue
+            found[path.name] = [(i + 2, {k.strip(): (v or "") for k, v in row.items() if k}) for i, row in enumerate(reader)]
+    if errors:
+        raise ImportFailed(errors)
+    if not found:
+        raise W365Error(f"{folder} has none of {', '.join(FILES)}")
+    return found
+
+
+def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str, int]:
+    """Validate everything, then write everything, in the caller's transaction."""
+    data = read_folder(folder)
+    ctx = _Ctx()
+    counts: dict[str, int] = {}
+    units = {u.code: u.months for u in session.scalars(select(UnitMapping))}
+    providers = {p.name: p for p in session.scalars(select(Provider))}
+    customers = {c.name: c for c in session.scalars(select(Customer))}
+    products = {p.sku: p for p in session.scalars(select(Product))}
+    contracts = {c.number: c for c in session.scalars(select(BillingContract))}
+
+    def each(name: str, fn: Callable[[dict[str, str]], None]) -> None:
+        rows = data.get(name, [])
+        ctx.file = name
+        for line, rec in rows:
+            ctx.row = line
+            try:
+                with session.begin_nested():
+                    fn(rec)
+            except _Bad as exc:
+                ctx.fail(str(exc))
+            except W365Error as exc:
+                ctx.fail(str(exc))
+            except IntegrityError as exc:
+                ctx.fail(f"refused by the database: {str(exc.orig).splitlines()[0]}")
+        counts[name.removesuffix(".csv")] = len(rows)
+
+    def provider_row(rec: dict[str, str]) -> None:
+        name = _req(rec, "name")
+        if name in providers:
+            raise _Bad(f"provider {name!r} exists already")
+        p = Provider(name=name, kind=_enum(_req(rec, "kind"), "kind", ProviderKind, None), connection_id=_opt(rec, "connection_id"), alert_email=_opt(rec, "alert_email"))
+        session.add(p)
+        session.flush()
+        providers[name] = p
+
+    def customer_row(rec: dict[str, str]) -> None:
+        name = _req(rec, "name")
+        if name in customers:
+            raise _Bad(f"customer {name!r} exists already")
+        c = Customer(name=name, email=_opt(rec, "email"), salesperson=_opt(rec, "salesperson"), provider_tenant_id=_opt(rec, "provider_tenant_id"), created_at=now)
+        session.add(c)
+        session.flush()
+        customers[name] = c
+
+    def product_row(rec: dict[str, str]) -> None:
+        sku = _req(rec, "sku")
+        if sku in products:
+            raise _Bad(f"product {sku!r} exists already")
+        prov_name = _opt(rec, "provider")
+        if prov_name is not None and prov_name not in providers:
+            raise _Bad(f"unknown provider {prov_name!r}")
+        p = Product(
+            sku=sku, name=_req(rec, "name"), kind=_enum(_req(rec, "kind"), "kind", ProductKind, None),
+            provider_id=providers[prov_name].id if prov_name else None, offer_id=_opt(rec, "offer_id"),
+            default_qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, QRB.WINDOW), default_qrw_days=_int(_opt(rec, "qrw_days"), "qrw_days") if _opt(rec, "qrw_days") else 7,
+        )
+        session.add(p)
+        session.flush()
+        products[sku] = p
+
+    def price_row(rec: dict[str, str]) -> None:
+        sku = _req(rec, "sku")
+        if sku not in products:
+            raise _Bad(f"unknown product {sku!r}")
+        unit = _req(rec, "sales_unit").upper()
+        if unit not in units:
+            raise _Bad(f"unknown sales unit {unit!r}")
+        session.add(ProductPrice(
+            product_id=products[sku].id, price_list=_opt(rec, "price_list") or "default", sales_unit=unit,
+            currency=_currency(_req(rec, "currency")), cost_price=_price(_req(rec, "cost_price"), "cost_price"),
+            selling_price=_price(_req(rec, "selling_price"), "selling_price"),
+            effective_from=_date(_req(rec, "effective_from"), "effective_from"), created_at=now,
+        ))
+        session.flush()
+
+    def contract_row(rec: dict[str, str]) -> None:
+        number = _req(rec, "number")
+        if number in contracts:
+            raise _Bad(f"contract {number!r} exists already")
+        cust = _req(rec, "customer")
+        if cust not in customers:
+            raise _Bad(f"unknown customer {cust!r}")
+        freq = _req(rec, "frequency").upper()
+        if units.get(freq) is None:
+            raise _Bad(f"frequency {freq!r} is not a recurring unit in the unit mapping")
+        start = _date(_req(rec, "start_date"), "start_date")
+        end = _date(_opt(rec, "end_date"), "end_date")
+        if end is not None and start is not None and end < start:
+            raise _Bad(f"end_date {end} is before start_date {start}")
+        nid = _date(_opt(rec, "next_invoice_date"), "next_invoice_date") or start
+        assert start is not None and nid is not None
+        bid = BillingIntervalDetail(start, units[freq])  # type: ignore[arg-type]
+        if bid.boundary(bid.index_of(nid)) != nid:
+            raise _Bad(f"next_invoice_date {nid} is not a period boundary of a {freq.lower()} contract starting {start}")
+        c = BillingContract(
+            number=number, customer_id=customers[cust].id, frequency=freq, currency=_currency(_req(rec, "currency")),
+            start_date=start, end_date=end, term_months=_int(_opt(rec, "term_months"), "term_months", 1),
+            next_invoice_date=nid, auto_renew=_bool(_opt(rec, "auto_renew"), "auto_renew", True),
+            refunds_allowed=_bool(_opt(rec, "refunds_allowed"), "refunds_allowed", False),
+            change_billing=_enum(_opt(rec, "change_billing"), "change_billing", ChangeBilling, ChangeBilling.IMMEDIATE),
+            price_list=_opt(rec, "price_list") or "default", salesperson=_opt(rec, "salesperson") or customers[cust].salesperson,
+            created_at=now,
+        )
+        session.add(c)
+        session.flush()
+        contracts[number] = c
+
+    def subscription_row(rec: dict[str, str]) -> None:
+        number = _req(rec, "contract")
+        if number not in contracts:
+            raise _Bad(f"unknown contract {number!r}")
+        sku = _req(rec, "product")
+        if sku not in products:
+            raise _Bad(f"unknown product {sku!r}")
+        prov = _req(rec, "provider")
+        if prov not in providers:
+            raise _Bad(f"unknown provider {prov!r}")
+        unit = _req(rec, "sales_unit").upper()
+        if unit not in units:
+            raise _Bad(f"unknown sales unit {unit!r}")
+        qty = _int(_req(rec, "quantity"), "quantity")
+        start = _date(_req(rec, "start_date"), "start_date")
+        contract = contracts[number]
+        if start is not None and start < contract.start_date:
+            raise _Bad(f"start_date {start} is before contract {number} starts ({contract.start_date})")
+        qrw = _opt(rec, "qrw_days")
+        create_subscription(
+            session, contract=contract, product=products[sku], provider=providers[prov], name=_req(rec, "name"),
+            quantity=qty or 0, selling_price=_price(_req(rec, "selling_price"), "selling_price"),  # type: ignore[arg-type]
+            cost_price=_price(_req(rec, "cost_price"), "cost_price"), sales_unit=unit,  # type: ignore[arg-type]
+            currency=_currency(_req(rec, "currency")), start_date=start, now=now,  # type: ignore[arg-type]
+            qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, None), qrw_days=_int(qrw, "qrw_days") if qrw else None,
+            provider_subscription_id=_opt(rec, "provider_subscription_id"),
+            provisioned_on=_date(_opt(rec, "provisioned_on"), "provisioned_on"),
+            usage_threshold=_price(_opt(rec, "usage_threshold"), "usage_threshold"),
+            markup_pct=_price(_opt(rec, "markup_pct"), "markup_pct"), source=ChangeSource.IMPORT, created_by="import",
+        )
+
+    each("providers.csv", provider_row)
+    each("customers.csv", customer_row)
+    each("products.csv", product_row)
+    each("prices.csv", price_row)
+    each("contracts.csv", contract_row)
+    each("subscriptions.csv", subscription_row)
+    if ctx.errors:
+        raise ImportFailed(ctx.errors)
+    log.info("import of %s: %s", folder, counts)
+    return counts

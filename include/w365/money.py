@@ -1,0 +1,172 @@
+"""Money: Decimal only, ISO 4217 minor units, half-up rounding once per line (SPEC M1, M2).
+
+Modelled on beancount's ``core/amount.py``: one constructor for Decimals (``D``), an immutable
+``Amount`` that carries its currency, and rounding that names its mode instead of trusting the
+ambient ``decimal`` context. Arithmetic that may not be exact (proration, unit mapping) is done
+with ``fractions.Fraction`` and rounded exactly once, so no intermediate ever loses a digit.
+"""
+
+from __future__ import annotations
+
+import decimal
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
+from typing import Union
+
+# ISO 4217 minor units for the currencies a CSP is likely to invoice in. An unknown code is an
+# error, never a silent two-decimal default: KWD and JPY invoices would be wrong by 10x / 100x.
+MINOR_UNITS: dict[str, int] = {
+    "AED": 2, "ARS": 2, "AUD": 2, "BGN": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0,
+    "CNY": 2, "COP": 2, "CZK": 2, "DKK": 2, "EGP": 2, "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2,
+    "IDR": 2, "ILS": 2, "INR": 2, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KES": 2, "KRW": 0,
+    "KWD": 3, "LYD": 3, "MXN": 2, "MYR": 2, "NGN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PEN": 2,
+    "PHP": 2, "PLN": 2, "QAR": 2, "RON": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3,
+    "TRY": 2, "TWD": 2, "UAH": 2, "USD": 2, "VND": 0, "ZAR": 2,
+}
+
+# Unit prices per billing period are kept to this many places (NUMERIC(18, 6) in the store).
+PRICE_PLACES = 6
+# Quantities (usage can be fractional) are kept to this many places.
+QUANTITY_PLACES = 6
+
+# A private context for the few Decimal operations that are not exact by construction; it is
+# passed explicitly, so the ambient (thread-local, mutable) context never decides a result.
+_CTX = decimal.Context(prec=38, rounding=ROUND_HALF_UP, traps=[InvalidOperation, decimal.DivisionByZero])
+
+Number = Union[Decimal, int, str, Fraction]
+
+
+class MoneyError(ValueError):
+    """Bad monetary input: names the offending value and why it was refused."""
+
+
+class UnknownCurrency(MoneyError):
+    pass
+
+
+def D(value: Number | None) -> Decimal:
+    """The one way to make a Decimal from input. Floats are refused: they are already wrong."""
+    if isinstance(value, bool):
+        raise MoneyError(f"{value!r} is a boolean, not an amount")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if not text:
+            raise MoneyError("an empty string is not an amount")
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise MoneyError(f"{value!r} is not a decimal number") from None
+    elif isinstance(value, Fraction):
+        raise MoneyError(f"{value!r} is a Fraction; round it with round_half_up()")
+    elif isinstance(value, float):
+        raise MoneyError(f"{value!r} is a float; pass a string or Decimal (SPEC M1)")
+    elif value is None:
+        raise MoneyError("no amount given")
+    else:
+        raise MoneyError(f"{value!r} ({type(value).__name__}) is not an amount")
+    if not result.is_finite():
+        raise MoneyError(f"{value!r} is not a finite number")
+    return result
+
+
+def minor_units(currency: str) -> int:
+    try:
+        return MINOR_UNITS[currency]
+    except KeyError:
+        raise UnknownCurrency(f"unknown currency {currency!r}: not an ISO 4217 code w365 knows") from None
+
+
+def check_currency(currency: str) -> str:
+    minor_units(currency)
+    return currency
+
+
+def check_places(value: Decimal, places: int, what: str) -> Decimal:
+    """Refuse input with more decimals than the column keeps instead of rounding it silently."""
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > places:
+        raise MoneyError(f"{what} {value} has {-exponent} decimal places; at most {places} are allowed")
+    return value
+
+
+def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
+    """Round exactly, half away from zero, to ``places`` decimals. Works on exact Fractions."""
+    frac = Fraction(value)
+    scaled = frac * (10**places)
+    sign = -1 if scaled < 0 else 1
+    magnitude = abs(scaled)
+    whole = magnitude.numerator // magnitude.denominator
+    remainder = magnitude - whole
+    if remainder >= Fraction(1, 2):
+        whole += 1
+    return Decimal(sign * whole).scaleb(-places, _CTX).quantize(Decimal(1).scaleb(-places), context=_CTX)
+
+
+def round_money(value: Fraction | Decimal | int, currency: str) -> Decimal:
+    """Round an amount once, half-up, to the currency's minor unit (SPEC M2)."""
+    return round_half_up(value, minor_units(currency))
+
+
+def round_price(value: Fraction | Decimal | int) -> Decimal:
+    return round_half_up(value, PRICE_PLACES)
+
+
+def line_amount(quantity: Decimal | int, unit_price: Decimal, days: int, period_days: int, currency: str) -> Decimal:
+    """quantity x unit price x days / period days, computed exactly and rounded once (M2, B3)."""
+    if period_days <= 0:
+        raise MoneyError(f"period of {period_days} days")
+    exact = Fraction(quantity) * Fraction(unit_price) * Fraction(days, period_days)
+    return round_money(exact, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Amount:
+    """An immutable amount in one currency; adding two currencies is an error, not a guess."""
+
+    number: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, Decimal):
+            object.__setattr__(self, "number", D(self.number))
+        check_currency(self.currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> "Amount":
+        return cls(Decimal(0).quantize(Decimal(1).scaleb(-minor_units(currency))), currency)
+
+    def _same(self, other: "Amount") -> None:
+        if not isinstance(other, Amount):
+            raise TypeError(f"cannot combine Amount with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise MoneyError(f"cannot combine {self.currency} and {other.currency}")
+
+    def __add__(self, other: "Amount") -> "Amount":
+        self._same(other)
+        return Amount(_CTX.add(self.number, other.number), self.currency)
+
+    def __sub__(self, other: "Amount") -> "Amount":
+        self._same(other)
+        return Amount(_CTX.subtract(self.number, other.number), self.currency)
+
+    def __neg__(self) -> "Amount":
+        return Amount(_CTX.minus(self.number), self.currency)
+
+    def rounded(self) -> "Amount":
+        return Amount(round_money(self.number, self.currency), self.currency)
+
+    def __str__(self) -> str:
+        return f"{self.number} {self.currency}"
+
+
+def sum_amounts(numbers: "list[Decimal] | tuple[Decimal, ...]", currency: str) -> Decimal:
+    """Sum rounded line amounts into an invoice total (exact: the lines are already rounded)."""
+    total = Amount.zero(currency)
+    for n in numbers:
+        total = total + Amount(n, currency)
+    return total.number

@@ -1,0 +1,35 @@
+# Source me: creates the virtualenv if needed and exports the embedded-default settings.
+#   source scripts/env.sh
+# Afterwards `airflow` sees dags/ and plugins/, and `w365` uses the SQLite store in .airflow/.
+W365_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export W365_ROOT
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+if [ ! -x "$W365_ROOT/.venv/bin/python" ] || [ "$W365_ROOT/requirements.txt" -nt "$W365_ROOT/.venv/.installed" ] \
+   || [ "$W365_ROOT/pyproject.toml" -nt "$W365_ROOT/.venv/.installed" ]; then
+  echo "w365: setting up $W365_ROOT/.venv (first run takes about a minute)" >&2
+  [ -x "$W365_ROOT/.venv/bin/python" ] || "$PYTHON" -m venv "$W365_ROOT/.venv"
+  "$W365_ROOT/.venv/bin/python" -m pip install -q --upgrade pip >&2
+  "$W365_ROOT/.venv/bin/python" -m pip install -q -r "$W365_ROOT/requirements.txt" >&2
+  "$W365_ROOT/.venv/bin/python" -m pip install -q --no-deps -e "$W365_ROOT" >&2
+  touch "$W365_ROOT/.venv/.installed"
+  # `source .venv/bin/activate` then brings these settings too.
+  grep -q "scripts/env.sh" "$W365_ROOT/.venv/bin/activate" || \
+    echo "[ -n \"\${W365_ENV_LOADED:-}\" ] || W365_SKIP_INSTALL=1 source \"$W365_ROOT/scripts/env.sh\"" >> "$W365_ROOT/.venv/bin/activate"
+fi
+export W365_ENV_LOADED=1
+export PATH="$W365_ROOT/.venv/bin:$PATH"
+
+# Embedded default: Airflow metadata and the billing store in SQLite, LocalExecutor.
+export AIRFLOW_HOME="${AIRFLOW_HOME:-$W365_ROOT/.airflow}"
+export AIRFLOW__CORE__DAGS_FOLDER="$W365_ROOT/dags"
+export AIRFLOW__CORE__PLUGINS_FOLDER="$W365_ROOT/plugins"
+export AIRFLOW__CORE__LOAD_EXAMPLES="False"
+export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
+export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin,viewer:viewer}"
+export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
+export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# The tenant's time zone for DAG schedules ([w365] timezone); the demo tenant is in Los Angeles.
+export AIRFLOW__W365__TIMEZONE="${AIRFLOW__W365__TIMEZONE:-America/Los_Angeles}"
+mkdir -p "$AIRFLOW_HOME"
