@@ -294,6 +294,7 @@ def write_lcl(
     apply_refund: bool = True,
     created_by: str | None = None,
     note: str | None = None,
+    flush: bool = True,
 ) -> LicenseChangeLog:
     """Append one LCL and set the subscription to its "after" values, in the caller's transaction."""
     direction = direction_of(before, after)
@@ -337,7 +338,8 @@ def write_lcl(
     sub.status = SubscriptionStatus(after.status)
     sub.updated_at = now
     session.add(lcl)
-    session.flush()
+    if flush:
+        session.flush()
     return lcl
 
 
@@ -528,6 +530,8 @@ def change_subscription(
         log.info("%s: %s change written as LCL #%s (bill from %s)", label(sub), lcl.change_type.value, lcl.id, lcl.bill_from)
         return ChangeResult(sub, lcl=lcl)
 
+    if req.action == "suspend":
+        raise ValidationError(label(sub), "a suspension cannot be scheduled; suspend it immediately")
     existing = open_slcl(session, sub.id)
     if existing is not None:
         raise ValidationError(
@@ -562,8 +566,6 @@ def change_subscription(
         created_at=now,
         updated_at=now,
     )
-    if req.action == "suspend":
-        raise ValidationError(label(sub), "a suspension cannot be scheduled; suspend it immediately")
     session.add(slcl)
     session.flush()
     log.info("%s: scheduled change #%s for %s", label(sub), slcl.id, scheduled.isoformat())

@@ -15,6 +15,8 @@ from w365.errors import W365Error
 
 COMMAND_MODULES = (
     "w365.cli.core",
+    "w365.cli.changes",
+    "w365.cli.billing",
 )
 
 

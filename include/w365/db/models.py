@@ -340,6 +340,9 @@ class BillingContract(Base):
     end_date: Mapped[Optional[date]]  # last day of the current term, inclusive; NULL = evergreen
     term_months: Mapped[Optional[int]] = mapped_column(Integer)  # renewal term; NULL = frequency
     next_invoice_date: Mapped[Optional[date]]
+    # First day of the first period w365 billed; periods from here to next_invoice_date are
+    # "billed periods" that change-log invoices reconcile. Earlier ones were billed elsewhere.
+    billed_from: Mapped[Optional[date]]
     auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
     refunds_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     change_billing: Mapped[ChangeBilling] = mapped_column(

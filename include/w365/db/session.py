@@ -102,7 +102,8 @@ def get_engine(url: str | None = None) -> Engine:
                 engine = create_engine(url, connect_args={"timeout": 60})
                 _configure_sqlite(engine)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+                kwargs = {"executemany_mode": "values_plus_batch"} if parsed.get_driver_name() == "psycopg2" else {}
+                engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **kwargs)
             _engines[url] = engine
     return engine
 

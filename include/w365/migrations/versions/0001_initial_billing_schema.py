@@ -116,6 +116,7 @@ def upgrade() -> None:
     sa.Column('end_date', sa.Date(), nullable=True),
     sa.Column('term_months', sa.Integer(), nullable=True),
     sa.Column('next_invoice_date', sa.Date(), nullable=True),
+    sa.Column('billed_from', sa.Date(), nullable=True),
     sa.Column('auto_renew', sa.Boolean(), nullable=False),
     sa.Column('refunds_allowed', sa.Boolean(), nullable=False),
     sa.Column('change_billing', sa.Enum('immediate', 'next_cycle', name='change_billing', native_enum=False, create_constraint=True, length=24), nullable=False),

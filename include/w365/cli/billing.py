@@ -1,0 +1,174 @@
+"""Billing verbs: run, invoice, verify."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from w365.cli.output import add_json_flag, emit, print_json, print_table
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"--param {p!r}: use KEY=VALUE")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run one catalogue job's function without Airflow (ops debugging)")
+    p.add_argument("dag_id", help="as `w365 jobs list` shows it")
+    p.add_argument("--as-of", required=True, help="tenant date YYYY-MM-DD, or an ISO instant with zone")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="job params, e.g. advance_days=30, dry_run=true")
+    add_json_flag(p)
+    p.set_defaults(handler=run_cmd)
+
+    inv = sub.add_parser("invoice", help="invoices: list, show, preview, export")
+    s = inv.add_subparsers(dest="invoice_verb", metavar="ACTION", required=True)
+    p = s.add_parser("list", help="recent invoices with totals and payment status")
+    p.add_argument("--contract")
+    p.add_argument("--limit", type=int, default=50)
+    add_json_flag(p)
+    p.set_defaults(handler=invoice_list)
+    p = s.add_parser("show", help="an invoice's lines, with their periods and sources")
+    p.add_argument("number")
+    add_json_flag(p)
+    p.set_defaults(handler=invoice_show)
+    p = s.add_parser("preview", help="the invoice that would be produced; writes nothing")
+    p.add_argument("--contract", required=True, help="contract number")
+    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="tenant date (default today)")
+    add_json_flag(p)
+    p.set_defaults(handler=invoice_preview)
+    p = s.add_parser("export", help="export an invoice as CSV or HTML")
+    p.add_argument("number")
+    p.add_argument("--format", choices=("csv", "html"), default="csv")
+    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    p.set_defaults(handler=invoice_export)
+
+    v = sub.add_parser("verify", help="prove the books: ledger folds and billing invariant")
+    s = v.add_subparsers(dest="verify_verb", metavar="ACTION", required=True)
+    p = s.add_parser("ledger", help="every subscription equals the fold of its license change logs")
+    add_json_flag(p)
+    p.set_defaults(handler=verify_ledger)
+    p = s.add_parser("billing", help="every billed day of every subscription billed once, at its LCL quantity and price")
+    p.add_argument("--contract", action="append", help="only these contract numbers")
+    add_json_flag(p)
+    p.set_defaults(handler=verify_billing)
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    from w365 import jobs
+
+    result = jobs.run(args.dag_id, args.as_of, **_params(args.param))
+    if args.json:
+        print_json(result)
+    else:
+        summary = {k: v for k, v in result.items() if not isinstance(v, (list, dict))}
+        for k, v in summary.items():
+            print(f"{k}: {v}")
+        for k, v in result.items():
+            if isinstance(v, (list, dict)) and v:
+                print(f"{k}: {len(v)}")
+    return 0
+
+
+def invoice_list(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.invoicing.export import list_invoices
+
+    with session_scope() as s:
+        rows = list_invoices(s, contract=args.contract, limit=args.limit)
+    emit(rows, args.json, ["number", "kind", "contract", "customer", "issue_date", "period_from", "period_to", "currency", "total", "payment_status"])
+    return 0
+
+
+def invoice_show(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.invoicing.export import invoice_document
+
+    with session_scope() as s:
+        doc = invoice_document(s, args.number)
+    if args.json:
+        print_json(doc)
+        return 0
+    print(f"Invoice {doc['number']} ({doc['kind']}) for {doc['customer']}, contract {doc['contract']}")
+    print(f"period {doc['period_from']} to {doc['period_to']}, issued {doc['issue_date']}, due {doc['due_date']}, {doc['payment_status']}")
+    print_table(
+        [{**l, "lcls": " ".join(map(str, l["lcl_ids"])), "slcls": " ".join(map(str, l["slcl_ids"]))} for l in doc["lines"]],
+        ["line", "kind", "description", "period_from", "period_to", "quantity", "unit_price", "days", "period_days", "amount", "lcls", "slcls"],
+    )
+    print(f"total {doc['total']} {doc['currency']}")
+    return 0
+
+
+def invoice_preview(args: argparse.Namespace) -> int:
+    from w365 import tenant_time
+    from w365.db.session import session_scope
+    from w365.invoicing.dispatcher import preview_invoice
+    from w365.subscriptions import get_tenant
+
+    with session_scope() as s:
+        as_of = args.as_of or tenant_time.today(get_tenant(s).time_zone)
+        drafts = preview_invoice(s, args.contract, as_of)
+        s.rollback()
+    if args.json:
+        print_json(drafts)
+        return 0
+    if not drafts:
+        print(f"contract {args.contract}: nothing to invoice")
+    for d in drafts:
+        print(f"[preview, not saved] {d['kind']} invoice for contract {d['contract']}, period {d['period_from']} to {d['period_to']}")
+        print_table(d["lines"], ["kind", "description", "quantity", "unit_price", "days", "period_days", "amount", "lcl_ids", "slcl_ids"])
+        print(f"total {d['total']} {d['currency']}\n")
+    return 0
+
+
+def invoice_export(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.invoicing.export import invoice_document, to_csv, to_html
+
+    with session_scope() as s:
+        doc = invoice_document(s, args.number)
+    text = to_csv(doc) if args.format == "csv" else to_html(doc)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def verify_ledger(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.verify import verify_ledger as check
+
+    with session_scope() as s:
+        count, drifts = check(s)
+    if args.json:
+        print_json({"subscriptions": count, "drift": [d.__dict__ for d in drifts]})
+    else:
+        for d in drifts:
+            print(f"subscription #{d.subscription_id}, LCL #{d.lcl_id}: {d.problem}")
+        print(f"{count} subscription(s) checked, {len(drifts)} drift(s)")
+    return 1 if drifts else 0
+
+
+def verify_billing(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.verify import verify_billing as check
+
+    with session_scope() as s:
+        days, diffs = check(s, args.contract)
+    errors = [d for d in diffs if d.settles_by.startswith("none")]
+    if args.json:
+        print_json({"days_checked": days, "differences": [d.to_dict() for d in diffs], "errors": len(errors)})
+    else:
+        for d in diffs:
+            print(f"{d.contract} sub #{d.subscription_id} {d.first_day}..{d.last_day}: expected {d.expected}, billed {d.billed} -> {d.settles_by}")
+        print(f"{days} subscription-day(s) checked; {len(diffs)} difference(s), {len(errors)} that no run will settle")
+    return 1 if errors else 0

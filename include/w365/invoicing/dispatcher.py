@@ -1,0 +1,408 @@
+"""The invoice dispatcher: lock, load, plan, diff, write, in one transaction per batch.
+
+Idempotency in depth (like Lago): the due-date pre-check re-read under the lock, the contracts
+locked ``FOR UPDATE`` on PostgreSQL (SQLite serialises writers with BEGIN IMMEDIATE), the plan
+that only bills the difference, and the unique keys (one full-cycle invoice per contract and
+period, one first-billing line per subscription, day and price). If a batch still hits a unique
+key (another run got there first) the batch is redone one contract per transaction and the
+conflict is a no-op.
+
+A contract whose data is bad (no unit mapping, no exchange rate, unknown currency...) is skipped
+with its reason recorded in ``job_exception`` and reported; the others are billed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from w365.calendar import frequency_group
+from w365.db.models import (
+    BillingContract,
+    ChangeBilling,
+    ContractStatus,
+    Invoice,
+    InvoiceLine,
+    InvoiceLineLCL,
+    InvoiceLineSLCL,
+    JobException,
+    ScheduledLicenseChangeLog,
+    SLCLStatus,
+    Tenant,
+    UnitMapping,
+)
+from w365.db.session import get_engine, is_postgres, session_scope
+from w365.errors import W365Error
+from w365.invoicing.generator import BadContractData, ProposedLine
+from w365.invoicing.loader import ContractBundle, load_bundles, load_rates, load_units, pricer_for, terms_for
+from w365.invoicing.planner import Plan, PlannedInvoice, as_billed, plan_change_log, plan_full_cycle
+from w365.money import UnknownCurrency, round_half_up
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("monthly", "quarterly", "annual")
+BATCH = 500
+
+
+@dataclass
+class InvoiceSummary:
+    number: str | None
+    contract: str
+    kind: str
+    period_from: str
+    period_to: str
+    currency: str
+    total: str
+    lines: int
+
+
+@dataclass
+class RunReport:
+    job: str
+    as_of: str
+    dry_run: bool = False
+    contracts_considered: int = 0
+    invoices: list[InvoiceSummary] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    lines: int = 0
+    seconds: float = 0.0
+    drafts: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"{self.job} as of {self.as_of}: {self.contracts_considered} contract(s) considered, "
+            f"{len(self.invoices)} invoice(s), {self.lines} line(s), {len(self.skipped)} skipped"
+            + (" (dry run: nothing written)" if self.dry_run else "")
+        )
+
+
+def group_units(session: Session, group: str) -> list[str]:
+    if group not in GROUPS:
+        raise W365Error(f"unknown frequency {group!r}; one of {', '.join(GROUPS)}")
+    return [code for code, months in session.execute(select(UnitMapping.code, UnitMapping.months)) if months and frequency_group(months) == group]
+
+
+def due_contract_ids(session: Session, group: str, horizon: date, numbers: Sequence[str] | None = None) -> list[int]:
+    """Active contracts of the group whose next invoice date is on or before ``horizon``."""
+    q = select(BillingContract.id).where(
+        BillingContract.status == ContractStatus.ACTIVE,
+        BillingContract.frequency.in_(group_units(session, group)),
+        BillingContract.next_invoice_date <= horizon,
+    )
+    if numbers:
+        q = q.where(BillingContract.number.in_(list(numbers)))
+    return list(session.scalars(q.order_by(BillingContract.id)))
+
+
+def change_log_contract_ids(session: Session, group: str, numbers: Sequence[str] | None = None) -> list[int]:
+    """Contracts with billed periods that bill changes now: immediate ones, and any whose term
+    is over (no next cycle will come to carry the difference)."""
+    q = select(BillingContract.id).where(
+        BillingContract.frequency.in_(group_units(session, group)),
+        BillingContract.billed_from.is_not(None),
+        (BillingContract.change_billing == ChangeBilling.IMMEDIATE) | (BillingContract.status != ContractStatus.ACTIVE),
+    )
+    if numbers:
+        q = q.where(BillingContract.number.in_(list(numbers)))
+    return list(session.scalars(q.order_by(BillingContract.id)))
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterable[list[int]]:
+    for i in range(0, len(ids), size):
+        yield list(ids[i : i + size])
+
+
+# --------------------------------------------------------------------------------------------
+# Planning a batch (no writes)
+
+
+def _plan_batch(
+    session: Session, bundles: dict[int, ContractBundle], kind: str, *, horizon: date | None
+) -> tuple[dict[int, Plan], dict[int, str]]:
+    units = load_units(session)
+    rates = load_rates(session)
+    plans: dict[int, Plan] = {}
+    bad: dict[int, str] = {}
+    for cid, b in bundles.items():
+        c = b.contract
+        try:
+            terms = terms_for(c, units)
+            pricer = pricer_for(terms, units, rates)
+            if kind == "full_cycle":
+                assert horizon is not None and c.next_invoice_date is not None
+                plans[cid] = plan_full_cycle(
+                    terms, b.subs, b.billed, next_invoice_date=c.next_invoice_date, billed_from=c.billed_from,
+                    horizon=horizon, pricer=pricer, existing_full_cycle=frozenset(b.full_cycle_periods),
+                )
+            else:
+                plans[cid] = plan_change_log(
+                    terms, b.subs, b.billed, next_invoice_date=c.next_invoice_date, billed_from=c.billed_from, pricer=pricer
+                )
+        except (BadContractData, UnknownCurrency) as exc:
+            bad[cid] = str(exc)
+    return plans, bad
+
+
+# --------------------------------------------------------------------------------------------
+# Writing a batch
+
+
+def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
+    return {
+        "invoice_id": invoice_id,
+        "line_no": no,
+        "subscription_id": ln.subscription_id,
+        "kind": ln.kind,
+        "description": ln.description[:300],
+        "billing_period_from": ln.period.start,
+        "billing_period_to": ln.period.last_day,
+        "period_from": ln.start,
+        "period_to": ln.end - timedelta(days=1),
+        "quantity": ln.quantity,
+        "unit_price": ln.unit_price,
+        "days": ln.days,
+        "period_days": ln.period_days,
+        "proration_factor": round_half_up(Fraction(ln.days, ln.period_days), 10),
+        "amount": ln.amount,
+        "sales_unit": ln.sales_unit,
+        "source_currency": ln.source_currency,
+        "fx_rate": ln.fx_rate,
+    }
+
+
+def write_plans(
+    session: Session, bundles: dict[int, ContractBundle], plans: dict[int, Plan], *, as_of: date, job: str
+) -> list[InvoiceSummary]:
+    """Write planned invoices, lines and their sources; advance contracts; mark billed SLCLs."""
+    drafts: list[tuple[ContractBundle, PlannedInvoice]] = [
+        (bundles[cid], inv) for cid in sorted(plans) for inv in plans[cid].invoices
+    ]
+    summaries: list[InvoiceSummary] = []
+    if drafts:
+        # Gapless numbering: the counter moves in this transaction, so a rollback gives the
+        # numbers back; its row lock serialises numbering between workers until commit.
+        top, prefix = session.execute(
+            update(Tenant).where(Tenant.id == 1).values(next_invoice_number=Tenant.next_invoice_number + len(drafts))
+            .returning(Tenant.next_invoice_number, Tenant.invoice_prefix)
+        ).one()
+        first = top - len(drafts)
+        inv_rows = []
+        for i, (b, inv) in enumerate(drafts):
+            c = b.contract
+            seq = first + i
+            inv_rows.append({
+                "number": f"{prefix}{seq:06d}", "sequence": seq, "contract_id": c.id, "customer_id": c.customer_id,
+                "kind": inv.kind, "currency": c.currency, "issue_date": as_of, "due_date": as_of + timedelta(days=c.payment_terms_days),
+                "period_from": inv.period_from, "period_to": inv.period_to,
+                "total": sum((l.amount for l in inv.lines), Decimal(0)), "created_by_job": job,
+            })
+        ids = list(session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), inv_rows))
+        line_rows: list[dict[str, Any]] = []
+        sources: list[ProposedLine] = []
+        for inv_id, (b, inv), row in zip(ids, drafts, inv_rows):
+            for no, ln in enumerate(inv.lines, start=1):
+                line_rows.append(_line_row(inv_id, no, ln))
+                sources.append(ln)
+            summaries.append(InvoiceSummary(row["number"], b.contract.number, inv.kind, str(inv.period_from), str(inv.period_to),
+                                            b.contract.currency, format(row["total"], "f"), len(inv.lines)))
+        line_ids = list(session.scalars(insert(InvoiceLine).returning(InvoiceLine.id, sort_by_parameter_order=True), line_rows))
+        lcl_links = [{"invoice_line_id": lid, "lcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.lcl_ids]
+        slcl_links = [{"invoice_line_id": lid, "slcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.slcl_ids]
+        if lcl_links:
+            session.execute(insert(InvoiceLineLCL), lcl_links)
+        if slcl_links:
+            session.execute(insert(InvoiceLineSLCL), slcl_links)
+            # SPEC C9 decision: a scheduled change billed ahead is Awaiting Merge.
+            session.execute(
+                update(ScheduledLicenseChangeLog)
+                .where(ScheduledLicenseChangeLog.id.in_({l["slcl_id"] for l in slcl_links}),
+                       ScheduledLicenseChangeLog.status == SLCLStatus.PENDING)
+                .values(status=SLCLStatus.AWAITING_MERGE)
+            )
+    moves = [
+        {"id": cid, "next_invoice_date": p.next_invoice_date, "billed_from": p.billed_from}
+        for cid, p in plans.items()
+        if (p.next_invoice_date, p.billed_from) != (bundles[cid].contract.next_invoice_date, bundles[cid].contract.billed_from)
+    ]
+    if moves:
+        session.execute(update(BillingContract), moves)
+    return summaries
+
+
+def record_exceptions(session: Session, job: str, as_of: date, entity_type: str, problems: dict[str, str], cleared: Iterable[str] = ()) -> None:
+    """Upsert the job's exceptions for this date: a rerun reports the same list, not a longer one."""
+    keys = list(problems) + list(cleared)
+    if keys:
+        session.execute(
+            delete(JobException).where(
+                JobException.job == job, JobException.as_of == as_of, JobException.entity_type == entity_type,
+                JobException.entity_key.in_(keys),
+            )
+        )
+    if problems:
+        session.execute(
+            insert(JobException),
+            [{"job": job, "as_of": as_of, "entity_type": entity_type, "entity_key": k, "reason": r} for k, r in problems.items()],
+        )
+
+
+def _lock(session: Session, ids: Sequence[int]) -> None:
+    if is_postgres(session):
+        session.execute(select(BillingContract.id).where(BillingContract.id.in_(ids)).order_by(BillingContract.id).with_for_update())
+
+
+def _run_batch(
+    engine: Engine, ids: list[int], kind: str, *, as_of: date, horizon: date | None, job: str, dry_run: bool, report: RunReport
+) -> None:
+    with session_scope(engine) as s:
+        _lock(s, ids)
+        if kind == "full_cycle":
+            # Pre-check under the lock: another run may have billed these since we listed them.
+            ids = list(s.scalars(select(BillingContract.id).where(BillingContract.id.in_(ids), BillingContract.next_invoice_date <= horizon)))
+        bundles = load_bundles(s, ids)
+        plans, bad = _plan_batch(s, bundles, kind, horizon=horizon)
+        numbers = {cid: bundles[cid].contract.number for cid in bundles}
+        problems = {numbers[cid]: reason for cid, reason in bad.items()}
+        for key, reason in problems.items():
+            log.warning("%s: contract %s skipped: %s", job, key, reason)
+        report.skipped += [{"contract": k, "reason": r} for k, r in problems.items()]
+        if dry_run:
+            for cid, plan in plans.items():
+                for inv in plan.invoices:
+                    report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+                    report.lines += len(inv.lines)
+            s.rollback()
+            return
+        summaries = write_plans(s, bundles, plans, as_of=as_of, job=job)
+        record_exceptions(s, job, as_of, "billing_contract", problems, cleared=[numbers[c] for c in plans])
+    report.invoices += summaries
+    report.lines += sum(x.lines for x in summaries)
+
+
+def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None, job: str, dry_run: bool, engine: Engine | None, batch: int) -> RunReport:  # type: ignore[no-untyped-def]
+    engine = engine or get_engine()
+    started = time.monotonic()
+    report = RunReport(job=job, as_of=run_date.isoformat(), dry_run=dry_run)
+    with session_scope(engine) as s:
+        ids = ids_of(s)
+    report.contracts_considered = len(ids)
+    log.info("%s: %d contract(s) to consider", job, len(ids))
+    done = 0
+    for chunk in _chunks(ids, batch):
+        try:
+            _run_batch(engine, chunk, kind, as_of=run_date, horizon=horizon, job=job, dry_run=dry_run, report=report)
+        except IntegrityError as exc:
+            # Someone else billed part of this batch: redo it a contract at a time; a unique-key
+            # conflict then means "already billed" and is a no-op.
+            log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
+            for cid in chunk:
+                try:
+                    _run_batch(engine, [cid], kind, as_of=run_date, horizon=horizon, job=job, dry_run=dry_run, report=report)
+                except IntegrityError:
+                    log.info("%s: contract #%d was billed by another run; nothing to do", job, cid)
+        done += len(chunk)
+        log.info("%s: %d/%d contracts done, %d invoice(s), %d line(s) so far", job, done, len(ids), len(report.invoices), report.lines)
+    report.seconds = round(time.monotonic() - started, 3)
+    log.info(report.summary())
+    return report
+
+
+def generate_full_cycle_invoices(
+    frequency: str,
+    run_date: date,
+    advance_days: int = 0,
+    *,
+    contracts: Sequence[str] | None = None,
+    contract_ids: Sequence[int] | None = None,
+    dry_run: bool = False,
+    engine: Engine | None = None,
+    batch: int = BATCH,
+) -> RunReport:
+    """Bill every due contract of ``frequency`` (monthly | quarterly | annual) for its coming
+    period(s): next invoice date <= run_date + advance_days (SPEC J4, J5)."""
+    if advance_days < 0:
+        raise W365Error(f"advance days must be 0 or more, not {advance_days}")
+    horizon = run_date + timedelta(days=advance_days)
+
+    def ids_of(s: Session) -> list[int]:
+        ids = due_contract_ids(s, frequency, horizon, contracts)
+        return [i for i in ids if i in set(contract_ids)] if contract_ids is not None else ids
+
+    return _run("full_cycle", frequency, run_date, ids_of, horizon=horizon, job=f"generate_full_cycle_invoice_{frequency}",
+                dry_run=dry_run, engine=engine, batch=batch)
+
+
+def generate_change_log_invoices(
+    frequency: str,
+    run_date: date,
+    *,
+    contracts: Sequence[str] | None = None,
+    dry_run: bool = False,
+    engine: Engine | None = None,
+    batch: int = BATCH,
+) -> RunReport:
+    """Charge or credit, for periods already billed, what the change logs say differently (B4)."""
+    return _run("change_log", frequency, run_date, lambda s: change_log_contract_ids(s, frequency, contracts), horizon=None,
+                job=f"generate_change_log_invoice_{frequency}", dry_run=dry_run, engine=engine, batch=batch)
+
+
+def draft_dict(contract_number: str, currency: str, inv: PlannedInvoice) -> dict[str, Any]:
+    return {
+        "contract": contract_number,
+        "kind": inv.kind,
+        "currency": currency,
+        "period_from": inv.period_from.isoformat(),
+        "period_to": inv.period_to.isoformat(),
+        "total": format(sum((l.amount for l in inv.lines), Decimal(0)), "f"),
+        "lines": [
+            {
+                "subscription_id": l.subscription_id, "kind": l.kind, "description": l.description,
+                "period_from": l.start.isoformat(), "period_to": (l.end - timedelta(days=1)).isoformat(),
+                "quantity": format(l.quantity, "f"), "unit_price": format(l.unit_price, "f"), "days": l.days,
+                "period_days": l.period_days, "amount": format(l.amount, "f"), "lcl_ids": list(l.lcl_ids), "slcl_ids": list(l.slcl_ids),
+            }
+            for l in inv.lines
+        ],
+    }
+
+
+def preview_invoice(session: Session, contract_number: str, as_of: date) -> list[dict[str, Any]]:
+    """The invoice(s) that would be produced, writing nothing (Stripe's upcoming invoice): the
+    change-log differences owed now (if the contract bills changes immediately) and the next
+    full-cycle invoice."""
+    cid = session.scalar(select(BillingContract.id).where(BillingContract.number == contract_number))
+    if cid is None:
+        raise W365Error(f"no billing contract {contract_number!r}")
+    b = load_bundles(session, [cid])[cid]
+    c = b.contract
+    units, rates = load_units(session), load_rates(session)
+    out: list[dict[str, Any]] = []
+    try:
+        terms = terms_for(c, units)
+        pricer = pricer_for(terms, units, rates)
+        billed = list(b.billed)
+        if c.change_billing == ChangeBilling.IMMEDIATE.value or c.status != ContractStatus.ACTIVE.value:
+            for inv in plan_change_log(terms, b.subs, billed, next_invoice_date=c.next_invoice_date, billed_from=c.billed_from, pricer=pricer).invoices:
+                out.append(draft_dict(contract_number, c.currency, inv))
+                billed += as_billed(inv.lines)
+        if c.next_invoice_date is not None and c.status == ContractStatus.ACTIVE.value:
+            plan = plan_full_cycle(
+                terms, b.subs, billed, next_invoice_date=c.next_invoice_date, billed_from=c.billed_from,
+                horizon=max(as_of, c.next_invoice_date), pricer=pricer, existing_full_cycle=frozenset(b.full_cycle_periods),
+            )
+            out += [draft_dict(contract_number, c.currency, inv) for inv in plan.invoices]
+    except (BadContractData, UnknownCurrency) as exc:
+        raise W365Error(f"contract {contract_number} cannot be billed: {exc}") from None
+    return out

@@ -1,0 +1,266 @@
+"""Scheduled License Change Logs: the Scheduled Update merge and the operators' verbs (SPEC C6-C12).
+
+``merge_due_slcls(as_of)`` takes SLCLs due at ``as_of`` (scheduled for then or earlier, Pending or
+Awaiting Merge), re-checks each (SPEC C10), and applies it: the subscription is updated, one LCL
+is written (``slcl_id`` is unique on the LCL, so the database refuses a second application) and
+the SLCL is archived. A check that fails marks that SLCL Merge Failed with the reason; the rest
+of the batch goes on.
+
+Work is taken in batches with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers
+can merge at once without applying one SLCL twice; SQLite serialises writers. A batch is one
+transaction; if the database refuses it (a constraint, a conflict), the batch is redone one SLCL
+per transaction, so one bad row never holds back the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, exists, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from w365 import tenant_time
+from w365.db.models import (
+    BillingContract,
+    ChangeSource,
+    InvoiceLineSLCL,
+    Provider,
+    ScheduledLicenseChangeLog,
+    SLCLAction,
+    SLCLStatus,
+    Subscription,
+)
+from w365.db.session import get_engine, is_postgres, session_scope
+from w365.errors import NotFound, ValidationError, W365Error
+from w365.ledger import State, state_of
+from w365.subscriptions import ChangeRequest, get_tenant, label, unit_months, validate_change, write_lcl
+
+log = logging.getLogger(__name__)
+
+DUE_STATUSES = (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE)
+BATCH = 1000
+
+
+@dataclass
+class MergeReport:
+    as_of: str
+    merged: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["failed"] = {str(k): v for k, v in self.failed.items()}
+        return d
+
+    def summary(self) -> str:
+        return f"scheduled update as of {self.as_of}: {len(self.merged)} merged, {len(self.failed)} merge failed"
+
+
+def target_state(slcl: ScheduledLicenseChangeLog, current: State) -> State:
+    status = current.status
+    if slcl.action == SLCLAction.ACTIVATE:
+        status = "active"
+    elif slcl.action == SLCLAction.DEACTIVATE:
+        status = "deactivated"
+    return State(
+        current.quantity if slcl.quantity is None else slcl.quantity,
+        current.selling_price if slcl.selling_price is None else slcl.selling_price,
+        current.cost_price if slcl.cost_price is None else slcl.cost_price,
+        current.sales_unit if slcl.sales_unit is None else slcl.sales_unit,
+        status,
+    )
+
+
+def _request_of(slcl: ScheduledLicenseChangeLog) -> ChangeRequest:
+    action = {SLCLAction.ACTIVATE: "activate", SLCLAction.DEACTIVATE: "deactivate"}.get(slcl.action, "change")
+    return ChangeRequest(action=action, apply_refund=slcl.apply_refund, currency=slcl.currency, price_list=slcl.price_list)
+
+
+def check_merge(session: Session, slcl: ScheduledLicenseChangeLog, sub: Subscription, contract: BillingContract, as_of: datetime) -> State:
+    """SPEC C10: re-check what the seeds' troubleshooting list names; returns the new state."""
+    if slcl.scheduled_for > as_of:
+        raise ValidationError(f"scheduled change #{slcl.id}", f"is not due until {slcl.scheduled_for.isoformat()}", "SPEC C10")
+    current = state_of(sub)
+    if slcl.action == SLCLAction.CHANGE and current.status != "active":
+        raise ValidationError(label(sub), f"is {current.status}, not active", "SPEC C10")
+    if slcl.action == SLCLAction.ACTIVATE and current.status == "active":
+        raise ValidationError(label(sub), "is already active", "SPEC C10")
+    if slcl.action == SLCLAction.DEACTIVATE and current.status == "deactivated":
+        raise ValidationError(label(sub), "is already deactivated", "SPEC C10")
+    if slcl.sales_unit is not None:
+        unit_months(session, slcl.sales_unit)
+    after = target_state(slcl, current)
+    validate_change(session, sub, contract, _request_of(slcl), current, after, slcl.effective_date)
+    return after
+
+
+def _due_ids(session: Session, as_of: datetime, limit: int, exclude: set[int]) -> list[int]:
+    q = (
+        select(ScheduledLicenseChangeLog.id)
+        .where(ScheduledLicenseChangeLog.status.in_(DUE_STATUSES), ScheduledLicenseChangeLog.scheduled_for <= as_of)
+        .order_by(ScheduledLicenseChangeLog.scheduled_for, ScheduledLicenseChangeLog.id)
+        .limit(limit + len(exclude))
+    )
+    if is_postgres(session):
+        q = q.with_for_update(skip_locked=True)
+    return [i for i in session.scalars(q) if i not in exclude][:limit]
+
+
+def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime, report: MergeReport) -> None:
+    """Merge the given SLCLs in the caller's transaction (rows already locked on PostgreSQL)."""
+    slcls = session.scalars(select(ScheduledLicenseChangeLog).where(ScheduledLicenseChangeLog.id.in_(ids)).order_by(ScheduledLicenseChangeLog.id)).all()
+    sub_ids = sorted({s.subscription_id for s in slcls})
+    sq = select(Subscription).where(Subscription.id.in_(sub_ids)).order_by(Subscription.id)
+    subs = {s.id: s for s in session.scalars(sq.with_for_update() if is_postgres(session) else sq)}
+    contracts = {c.id: c for c in session.scalars(select(BillingContract).where(BillingContract.id.in_({s.contract_id for s in subs.values()})))}
+    providers = {p.id: p.kind for p in session.scalars(select(Provider))}
+    for slcl in slcls:
+        if slcl.status not in DUE_STATUSES:
+            continue  # merged or cancelled meanwhile
+        sub = subs[slcl.subscription_id]
+        slcl.attempts += 1
+        slcl.updated_at = now
+        try:
+            after = check_merge(session, slcl, sub, contracts[sub.contract_id], as_of)
+        except W365Error as exc:
+            slcl.status = SLCLStatus.MERGE_FAILED
+            slcl.reason = str(exc)
+            report.failed[slcl.id] = slcl.reason
+            log.warning("scheduled change #%d: merge failed: %s", slcl.id, slcl.reason)
+            continue
+        before = state_of(sub)
+        if after != before:
+            write_lcl(
+                session, sub, before, after, day=slcl.effective_date, effective_at=slcl.scheduled_for,
+                source=ChangeSource.SLCL, provider_kind=providers[sub.provider_id], now=now, slcl_id=slcl.id,
+                apply_refund=slcl.apply_refund if slcl.action == SLCLAction.DEACTIVATE else True,
+                created_by=slcl.requested_by, flush=False,
+            )
+        slcl.status = SLCLStatus.ARCHIVED
+        slcl.reason = None if after != before else "already applied: the subscription had these values"
+        slcl.merged_at = now
+        report.merged.append(slcl.id)
+    session.flush()
+
+
+def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datetime | None = None, batch: int = BATCH) -> MergeReport:
+    """The Scheduled Update job (SPEC C6): merge every SLCL due at ``as_of``. Idempotent."""
+    tenant_time.require_aware(as_of, "as_of")
+    now = now or as_of
+    engine = engine or get_engine()
+    report = MergeReport(as_of=as_of.isoformat())
+    started = time.monotonic()
+    seen: set[int] = set()
+    while True:
+        ids: list[int] = []
+        try:
+            with session_scope(engine) as s:
+                ids = _due_ids(s, as_of, batch, seen)
+                if not ids:
+                    break
+                seen.update(ids)
+                merged_before, failed_before = len(report.merged), dict(report.failed)
+                try:
+                    _merge_rows(s, ids, as_of, now, report)
+                except BaseException:
+                    del report.merged[merged_before:]
+                    report.failed = failed_before
+                    raise
+        except DBAPIError as exc:
+            log.warning("scheduled update: a batch of %d was refused by the database (%s); merging one at a time",
+                        len(ids), str(exc.orig).splitlines()[0] if exc.orig else exc)
+            for one in ids:
+                _merge_one_isolated(engine, one, as_of, now, report)
+        log.info("scheduled update: %d merged, %d failed so far", len(report.merged), len(report.failed))
+    report.seconds = round(time.monotonic() - started, 3)
+    log.info(report.summary())
+    return report
+
+
+def _merge_one_isolated(engine: Engine, slcl_id: int, as_of: datetime, now: datetime, report: MergeReport) -> None:
+    try:
+        with session_scope(engine) as s:
+            q = select(ScheduledLicenseChangeLog.id).where(ScheduledLicenseChangeLog.id == slcl_id, ScheduledLicenseChangeLog.status.in_(DUE_STATUSES))
+            if is_postgres(s):
+                q = q.with_for_update(skip_locked=True)
+            if s.scalar(q) is not None:
+                _merge_rows(s, [slcl_id], as_of, now, report)
+    except DBAPIError as exc:
+        reason = f"refused by the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}"
+        with session_scope(engine) as s:
+            slcl = s.get(ScheduledLicenseChangeLog, slcl_id)
+            if slcl is not None and slcl.status in DUE_STATUSES:
+                slcl.status, slcl.reason, slcl.updated_at = SLCLStatus.MERGE_FAILED, reason, now
+        report.failed[slcl_id] = reason
+
+
+# --------------------------------------------------------------------------------------------
+# Operators' verbs
+
+
+def list_slcls(session: Session, statuses: list[SLCLStatus] | None = None) -> list[dict[str, Any]]:
+    q = (
+        select(ScheduledLicenseChangeLog, Subscription.name, BillingContract.number)
+        .join(Subscription, Subscription.id == ScheduledLicenseChangeLog.subscription_id)
+        .join(BillingContract, BillingContract.id == Subscription.contract_id)
+        .order_by(ScheduledLicenseChangeLog.scheduled_for, ScheduledLicenseChangeLog.id)
+    )
+    if statuses:
+        q = q.where(ScheduledLicenseChangeLog.status.in_(statuses))
+    tz = get_tenant(session).time_zone
+    out = []
+    for slcl, sub_name, number in session.execute(q):
+        out.append({
+            "id": slcl.id, "subscription_id": slcl.subscription_id, "subscription": sub_name, "contract": number,
+            "status": slcl.status.value, "action": slcl.action.value, "quantity": slcl.quantity,
+            "selling_price": slcl.selling_price, "cost_price": slcl.cost_price, "sales_unit": slcl.sales_unit,
+            "effective_date": slcl.effective_date, "provision_on": slcl.provision_on,
+            # SPEC S7: "Scheduled For" shown in tenant time, with its zone.
+            "scheduled_for": slcl.scheduled_for.astimezone(tenant_time.zone(tz)).isoformat(),
+            "reason": slcl.reason, "attempts": slcl.attempts,
+        })
+    return out
+
+
+def retry_slcl(engine: Engine | None, slcl_id: int, *, now: datetime) -> dict[str, Any]:
+    """Merge Failed -> retried now if due (else back to Pending for its time)."""
+    engine = engine or get_engine()
+    with session_scope(engine) as s:
+        slcl = s.get(ScheduledLicenseChangeLog, slcl_id, with_for_update=is_postgres(s))
+        if slcl is None:
+            raise NotFound(f"scheduled change #{slcl_id} does not exist")
+        if slcl.status != SLCLStatus.MERGE_FAILED:
+            raise W365Error(f"scheduled change #{slcl_id} is {slcl.status.value}; only Merge Failed ones are retried")
+        billed = bool(s.scalar(select(exists().where(InvoiceLineSLCL.slcl_id == slcl_id))))
+        slcl.status = SLCLStatus.AWAITING_MERGE if billed else SLCLStatus.PENDING
+        slcl.reason = None
+        slcl.updated_at = now
+        due = slcl.scheduled_for <= now
+    if not due:
+        return {"id": slcl_id, "status": "pending", "message": "back in the queue for its scheduled time"}
+    report = MergeReport(as_of=now.isoformat())
+    _merge_one_isolated(engine, slcl_id, now, now, report)
+    if slcl_id in report.failed:
+        return {"id": slcl_id, "status": "merge_failed", "message": report.failed[slcl_id]}
+    return {"id": slcl_id, "status": "archived", "message": "merged"}
+
+
+def cancel_slcl(session: Session, slcl_id: int, *, now: datetime) -> dict[str, Any]:
+    slcl = session.get(ScheduledLicenseChangeLog, slcl_id, with_for_update=is_postgres(session))
+    if slcl is None:
+        raise NotFound(f"scheduled change #{slcl_id} does not exist")
+    if slcl.status not in (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE, SLCLStatus.MERGE_FAILED):
+        raise W365Error(f"scheduled change #{slcl_id} is {slcl.status.value} and cannot be cancelled")
+    was = slcl.status
+    slcl.status = SLCLStatus.CANCELLED
+    slcl.updated_at = now
+    note = ""
+    if was == SLCLStatus.AWAITING_MERGE:
+        note = "; it was already invoiced, so the next change-log or full-cycle invoice credits it back"
+    return {"id": slcl_id, "status": "cancelled", "message": f"cancelled (was {was.value}){note}"}
