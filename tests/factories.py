@@ -106,3 +106,11 @@ def subscription(
         selling_price=Decimal(price), cost_price=Decimal(cost), sales_unit=unit, currency=currency or contract_.currency,
         start_date=start or contract_.start_date, now=now, **kw,
     )
+
+
+def fresh(session: Session) -> Session:
+    """End the test's transaction and forget cached rows, so the next read sees what jobs (in
+    their own sessions) committed; on SQLite a transaction reads one snapshot."""
+    session.commit()
+    session.expire_all()
+    return session

@@ -116,6 +116,16 @@ def round_price(value: Fraction | Decimal | int) -> Decimal:
     return round_half_up(value, PRICE_PLACES)
 
 
+def as_currency(value: Decimal, currency: str) -> Decimal:
+    """A stored amount shown with its currency's minor units (PostgreSQL returns the column's
+    scale, e.g. 100.0000; amounts are stored already rounded, so this never changes a value)."""
+    exponent = Decimal(1).scaleb(-minor_units(currency))
+    shown = value.quantize(exponent, context=_CTX)
+    if shown != value:
+        raise MoneyError(f"{value} {currency} has more precision than {currency} allows")
+    return shown
+
+
 def line_amount(quantity: Decimal | int, unit_price: Decimal, days: int, period_days: int, currency: str) -> Decimal:
     """quantity x unit price x days / period days, computed exactly and rounded once (M2, B3)."""
     if period_days <= 0:

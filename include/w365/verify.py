@@ -27,7 +27,7 @@ from w365.ledger import FIELDS, Change, Drift, State, change_of, check_chain, st
 
 
 def verify_ledger(session: Session, subscription_ids: Iterable[int] | None = None) -> tuple[int, list[Drift]]:
-    q = select(Subscription)
+    q = select(Subscription).execution_options(populate_existing=True)  # read the rows, not a cache
     if subscription_ids is not None:
         q = q.where(Subscription.id.in_(list(subscription_ids)))
     subs = {s.id: state_of(s) for s in session.scalars(q)}

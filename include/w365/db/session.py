@@ -87,7 +87,9 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # IMMEDIATE takes the write lock up front: two processes (LocalExecutor tasks) then
         # queue on busy_timeout instead of failing when both try to upgrade a read lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (read_scope) begins DEFERRED and never blocks writers (WAL).
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -136,6 +138,19 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         session.rollback()
         raise
     finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A read-only unit of work: on SQLite it takes no write lock, so pages and reports never
+    hold up a billing run. Anything written here is rolled back."""
+    engine = engine or get_engine()
+    session = sessionmaker(bind=engine.execution_options(sqlite_begin="DEFERRED"), expire_on_commit=False)()
+    try:
+        yield session
+    finally:
+        session.rollback()
         session.close()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from w365.db.models import BillingContract, Customer, Invoice, InvoiceLine
 from w365.errors import NotFound
+from w365.money import as_currency
 from w365.subscriptions import get_tenant
 
 
@@ -30,8 +31,8 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
         {
             "number": inv.number, "kind": inv.kind.value, "contract": number, "customer": customer,
             "issue_date": inv.issue_date, "period_from": inv.period_from, "period_to": inv.period_to,
-            "currency": inv.currency, "total": inv.total, "payment_status": inv.payment_status.value,
-            "amount_paid": inv.amount_paid,
+            "currency": inv.currency, "total": as_currency(inv.total, inv.currency), "payment_status": inv.payment_status.value,
+            "amount_paid": as_currency(inv.amount_paid, inv.currency),
         }
         for inv, number, customer in session.execute(q)
     ]
@@ -62,9 +63,9 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
         "period_from": inv.period_from,
         "period_to": inv.period_to,
         "currency": inv.currency,
-        "total": inv.total,
+        "total": as_currency(inv.total, inv.currency),
         "payment_status": inv.payment_status.value,
-        "amount_paid": inv.amount_paid,
+        "amount_paid": as_currency(inv.amount_paid, inv.currency),
         "paid_on": inv.paid_on,
         "lines": [
             {
@@ -74,7 +75,7 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
                 "billing_period_from": l.billing_period_from, "billing_period_to": l.billing_period_to,
                 "quantity": l.quantity.normalize() if l.quantity == l.quantity.to_integral() else l.quantity,
                 "unit_price": l.unit_price, "days": l.days, "period_days": l.period_days,
-                "proration_factor": l.proration_factor, "amount": l.amount, "sales_unit": l.sales_unit,
+                "proration_factor": l.proration_factor, "amount": as_currency(l.amount, inv.currency), "sales_unit": l.sales_unit,
                 "source_currency": l.source_currency, "fx_rate": l.fx_rate,
                 "lcl_ids": sorted(x.id for x in l.lcls), "slcl_ids": sorted(x.id for x in l.slcls),
             }
