@@ -291,3 +291,24 @@ def test_j6_two_parallel_runs_never_bill_a_contract_twice(store, session):
     assert seqs == list(range(1, len(seqs) + 1))  # gapless even with two workers
     _, diffs = verify_billing(session)
     assert diffs == []
+
+
+def test_verify_billing_catches_a_day_billed_twice(store, session):
+    """The checker behind `w365 verify billing` is not a tautology: a line billed twice shows."""
+    c = f.contract(session, f.customer(session), start=date(2025, 12, 1), change_billing=ChangeBilling.NEXT_CYCLE, number="BC-2X")
+    sub = f.subscription(session, c)
+    session.commit()
+    report = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
+    generate_full_cycle_invoices("monthly", date(2026, 1, 1), engine=store.engine)
+    f.fresh(session)
+    assert verify_billing(session)[1] == []
+    inv = session.scalars(select(Invoice).where(Invoice.number == report.invoices[0].number)).one()
+    session.add(InvoiceLine(invoice_id=inv.id, line_no=99, subscription_id=sub.id, kind="adjustment", description="double",
+                            billing_period_from=date(2025, 12, 1), billing_period_to=date(2025, 12, 31), period_from=date(2025, 12, 5),
+                            period_to=date(2025, 12, 6), quantity=Decimal(10), unit_price=Decimal(10), days=2, period_days=31,
+                            proration_factor=Decimal("0.0645161290"), amount=Decimal("6.45")))
+    session.commit()
+    _, diffs = verify_billing(session)
+    assert [(d.first_day, d.last_day, d.expected, d.billed, d.settles_by) for d in diffs] == [
+        ("2025-12-05", "2025-12-06", {"10.000000": "10"}, {"10.000000": "20"}, "none: error")
+    ]

@@ -63,6 +63,10 @@ def _state_on(changes: list[Change], day: date) -> tuple[State | None, Change | 
     return (State(**values) if values else None), status_setter  # type: ignore[arg-type]
 
 
+def _qty(q: Decimal) -> str:
+    return str(int(q)) if q == q.to_integral_value() else format(q.normalize(), "f")
+
+
 @dataclass
 class BillingDifference:
     contract: str
@@ -125,8 +129,8 @@ def verify_billing(session: Session, contract_numbers: Iterable[str] | None = No
                                 diffs.append(run)
                                 run = None
                         else:
-                            exp = {format(p, "f"): format(q, "f") for p, q in sorted(expected.items())}
-                            got = {format(p, "f"): format(q, "f") for p, q in sorted(have.items())}
+                            exp = {format(p, "f"): _qty(q) for p, q in sorted(expected.items())}
+                            got = {format(p, "f"): _qty(q) for p, q in sorted(have.items())}
                             if run and run.expected == exp and run.billed == got:
                                 run.last_day = day.isoformat()
                             else:
