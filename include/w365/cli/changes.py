@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("id", type=int)
     p.set_defaults(handler=sub_delete)
 
+    pt = sub.add_parser("portal", help="end-customer portal API (SPEC C13)")
+    s = pt.add_subparsers(dest="portal_verb", metavar="ACTION", required=True)
+    p = s.add_parser("token", help="issue a customer's portal token (shown once; replaces the old one)")
+    p.add_argument("--customer", type=int, required=True, help="customer id")
+    p.set_defaults(handler=portal_token)
+
     sl = sub.add_parser("slcl", help="scheduled license change logs: list, retry, cancel")
     s = sl.add_subparsers(dest="slcl_verb", metavar="ACTION", required=True)
     p = s.add_parser("list", help="scheduled changes by status, with Scheduled For in tenant time")
@@ -151,4 +157,14 @@ def slcl_cancel(args: argparse.Namespace) -> int:
     with session_scope() as s:
         out = cancel_slcl(s, args.id, now=_now())
     print_json(out) if args.json else print(f"scheduled change #{out['id']}: {out['message']}")
+    return 0
+
+
+def portal_token(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.portal import issue_token
+
+    with session_scope() as s:
+        token = issue_token(s, args.customer)
+    print(token)
     return 0
