@@ -29,16 +29,18 @@ from w365.db.models import (
     BillingContract,
     ChangeSource,
     InvoiceLineSLCL,
+    LicenseChangeLog,
     Provider,
     ScheduledLicenseChangeLog,
     SLCLAction,
     SLCLStatus,
     Subscription,
 )
+from w365.db.bulk import insert_rows, update_rows
 from w365.db.session import get_engine, is_postgres, session_scope
 from w365.errors import NotFound, ValidationError, W365Error
 from w365.ledger import State, state_of
-from w365.subscriptions import ChangeRequest, get_tenant, label, unit_months, validate_change, write_lcl
+from w365.subscriptions import ChangeRequest, get_tenant, label, lcl_values, state_values, unit_months, validate_change
 
 log = logging.getLogger(__name__)
 
@@ -101,52 +103,70 @@ def check_merge(session: Session, slcl: ScheduledLicenseChangeLog, sub: Subscrip
 
 
 def _due_ids(session: Session, as_of: datetime, limit: int, exclude: set[int]) -> list[int]:
+    """The next batch of due SLCLs, locked; rows other workers hold are skipped, not waited for."""
     q = (
         select(ScheduledLicenseChangeLog.id)
         .where(ScheduledLicenseChangeLog.status.in_(DUE_STATUSES), ScheduledLicenseChangeLog.scheduled_for <= as_of)
         .order_by(ScheduledLicenseChangeLog.scheduled_for, ScheduledLicenseChangeLog.id)
-        .limit(limit + len(exclude))
+        .limit(limit)
     )
+    if exclude:  # rows this run already tried and could not settle (rare: a refused batch)
+        q = q.where(ScheduledLicenseChangeLog.id.not_in(exclude))
     if is_postgres(session):
         q = q.with_for_update(skip_locked=True)
-    return [i for i in session.scalars(q) if i not in exclude][:limit]
+    return list(session.scalars(q))
 
 
 def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime, report: MergeReport) -> None:
-    """Merge the given SLCLs in the caller's transaction (rows already locked on PostgreSQL)."""
-    slcls = session.scalars(select(ScheduledLicenseChangeLog).where(ScheduledLicenseChangeLog.id.in_(ids)).order_by(ScheduledLicenseChangeLog.id)).all()
-    sub_ids = sorted({s.subscription_id for s in slcls})
-    sq = select(Subscription).where(Subscription.id.in_(sub_ids)).order_by(Subscription.id)
-    subs = {s.id: s for s in session.scalars(sq.with_for_update() if is_postgres(session) else sq)}
-    contracts = {c.id: c for c in session.scalars(select(BillingContract).where(BillingContract.id.in_({s.contract_id for s in subs.values()})))}
+    """Merge the given SLCLs in the caller's transaction (rows already locked on PostgreSQL).
+
+    Rows are read as plain rows (no ORM instances: the checks only read attributes) and written
+    set-based: one COPY for the LCLs, one UPDATE for the subscriptions, one for the SLCLs.
+    """
+    sl, sb, bc = ScheduledLicenseChangeLog.__table__, Subscription.__table__, BillingContract.__table__
+    slcls = session.execute(select(*sl.c).where(sl.c.id.in_(ids)).order_by(sl.c.id)).all()
+    sq = select(*sb.c).where(sb.c.id.in_(sorted({x.subscription_id for x in slcls}))).order_by(sb.c.id)
+    subs = {x.id: x for x in session.execute(sq.with_for_update() if is_postgres(session) else sq)}
+    contracts = {c.id: c for c in session.execute(select(*bc.c).where(bc.c.id.in_({x.contract_id for x in subs.values()})))}
     providers = {p.id: p.kind for p in session.scalars(select(Provider))}
+    lcl_rows: list[dict[str, Any]] = []
+    sub_rows: list[dict[str, Any]] = []
+    merged: list[int] = []
+    already: list[int] = []
+    failed: dict[int, str] = {}
     for slcl in slcls:
         if slcl.status not in DUE_STATUSES:
             continue  # merged or cancelled meanwhile
         sub = subs[slcl.subscription_id]
-        slcl.attempts += 1
-        slcl.updated_at = now
         try:
             after = check_merge(session, slcl, sub, contracts[sub.contract_id], as_of)
         except W365Error as exc:
-            slcl.status = SLCLStatus.MERGE_FAILED
-            slcl.reason = str(exc)
-            report.failed[slcl.id] = slcl.reason
-            log.warning("scheduled change #%d: merge failed: %s", slcl.id, slcl.reason)
+            failed[slcl.id] = str(exc)
             continue
         before = state_of(sub)
-        if after != before:
-            write_lcl(
-                session, sub, before, after, day=slcl.effective_date, effective_at=slcl.scheduled_for,
-                source=ChangeSource.SLCL, provider_kind=providers[sub.provider_id], now=now, slcl_id=slcl.id,
-                apply_refund=slcl.apply_refund if slcl.action == SLCLAction.DEACTIVATE else True,
-                created_by=slcl.requested_by, flush=False,
-            )
-        slcl.status = SLCLStatus.ARCHIVED
-        slcl.reason = None if after != before else "already applied: the subscription had these values"
-        slcl.merged_at = now
-        report.merged.append(slcl.id)
-    session.flush()
+        if after == before:
+            already.append(slcl.id)
+            continue
+        lcl_rows.append(lcl_values(
+            sub.id, before, after, day=slcl.effective_date, effective_at=slcl.scheduled_for, source=ChangeSource.SLCL,
+            provider_kind=providers[sub.provider_id], now=now, slcl_id=slcl.id,
+            apply_refund=slcl.apply_refund if slcl.action == SLCLAction.DEACTIVATE else True, created_by=slcl.requested_by,
+        ))
+        sub_rows.append({"id": sub.id, **state_values(after, now)})
+        merged.append(slcl.id)
+    insert_rows(session, LicenseChangeLog, lcl_rows)
+    update_rows(session, Subscription, sub_rows)
+    attempts = {x.id: x.attempts + 1 for x in slcls}
+    outcome = [(i, SLCLStatus.ARCHIVED, None, now) for i in merged]
+    outcome += [(i, SLCLStatus.ARCHIVED, "already applied: the subscription had these values", now) for i in already]
+    outcome += [(i, SLCLStatus.MERGE_FAILED, reason, None) for i, reason in failed.items()]
+    update_rows(session, ScheduledLicenseChangeLog, [
+        {"id": i, "status": st, "reason": reason, "merged_at": at, "updated_at": now, "attempts": attempts[i]} for i, st, reason, at in outcome
+    ])
+    for slcl_id, reason in failed.items():
+        log.warning("scheduled change #%d: merge failed: %s", slcl_id, reason)
+    report.merged += merged + already
+    report.failed.update(failed)
 
 
 def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datetime | None = None, batch: int = BATCH) -> MergeReport:
@@ -156,15 +176,14 @@ def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datet
     engine = engine or get_engine()
     report = MergeReport(as_of=as_of.isoformat())
     started = time.monotonic()
-    seen: set[int] = set()
+    stuck: set[int] = set()
     while True:
         ids: list[int] = []
         try:
             with session_scope(engine) as s:
-                ids = _due_ids(s, as_of, batch, seen)
+                ids = _due_ids(s, as_of, batch, stuck)
                 if not ids:
                     break
-                seen.update(ids)
                 merged_before, failed_before = len(report.merged), dict(report.failed)
                 try:
                     _merge_rows(s, ids, as_of, now, report)
@@ -177,6 +196,7 @@ def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datet
                         len(ids), str(exc.orig).splitlines()[0] if exc.orig else exc)
             for one in ids:
                 _merge_one_isolated(engine, one, as_of, now, report)
+            stuck.update(ids)  # settled one by one above; never picked up again by this run
         log.info("scheduled update: %d merged, %d failed so far", len(report.merged), len(report.failed))
     report.seconds = round(time.monotonic() - started, 3)
     log.info(report.summary())

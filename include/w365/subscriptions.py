@@ -279,9 +279,8 @@ def create_subscription(
 # Writing an LCL
 
 
-def write_lcl(
-    session: Session,
-    sub: Subscription,
+def lcl_values(
+    subscription_id: int,
     before: State,
     after: State,
     *,
@@ -294,9 +293,8 @@ def write_lcl(
     apply_refund: bool = True,
     created_by: str | None = None,
     note: str | None = None,
-    flush: bool = True,
-) -> LicenseChangeLog:
-    """Append one LCL and set the subscription to its "after" values, in the caller's transaction."""
+) -> dict:
+    """The column values of one LCL: kind (C7), direction and bill-from day (S6), provisioning (S5)."""
     direction = direction_of(before, after)
     if source == ChangeSource.PROVIDER:
         prov, prov_at = ProvisioningStatus.PROVISIONED, effective_at
@@ -304,8 +302,8 @@ def write_lcl(
         prov, prov_at = ProvisioningStatus.PENDING, None  # people provision it; alerted daily
     else:
         prov, prov_at = ProvisioningStatus.PROVISIONED, effective_at  # SPEC S5
-    lcl = LicenseChangeLog(
-        subscription_id=sub.id,
+    return dict(
+        subscription_id=subscription_id,
         kind=kind_of(before, after),
         change_type=change_type_of(before, after),
         direction=direction.value,
@@ -331,12 +329,44 @@ def write_lcl(
         created_by=created_by,
         created_at=now,
     )
-    sub.quantity = after.quantity
-    sub.selling_price = after.selling_price
-    sub.cost_price = after.cost_price
-    sub.sales_unit = after.sales_unit
-    sub.status = SubscriptionStatus(after.status)
-    sub.updated_at = now
+
+
+def state_values(after: State, now: datetime) -> dict:
+    """The subscription columns an LCL's "after" sets."""
+    return dict(
+        quantity=after.quantity,
+        selling_price=after.selling_price,
+        cost_price=after.cost_price,
+        sales_unit=after.sales_unit,
+        status=SubscriptionStatus(after.status),
+        updated_at=now,
+    )
+
+
+def write_lcl(
+    session: Session,
+    sub: Subscription,
+    before: State,
+    after: State,
+    *,
+    day: date,
+    effective_at: datetime,
+    source: ChangeSource,
+    provider_kind: ProviderKind,
+    now: datetime,
+    slcl_id: int | None = None,
+    apply_refund: bool = True,
+    created_by: str | None = None,
+    note: str | None = None,
+    flush: bool = True,
+) -> LicenseChangeLog:
+    """Append one LCL and set the subscription to its "after" values, in the caller's transaction."""
+    lcl = LicenseChangeLog(**lcl_values(
+        sub.id, before, after, day=day, effective_at=effective_at, source=source, provider_kind=provider_kind, now=now,
+        slcl_id=slcl_id, apply_refund=apply_refund, created_by=created_by, note=note,
+    ))
+    for key, value in state_values(after, now).items():
+        setattr(sub, key, value)
     session.add(lcl)
     if flush:
         session.flush()

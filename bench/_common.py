@@ -1,0 +1,60 @@
+"""Shared bench helpers: a throw-away PostgreSQL database and peak-RSS measurement."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+DEFAULT_URL = os.environ.get("W365_BENCH_DATABASE_URL") or os.environ.get("W365_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def scratch_database(base_url: str, keep: bool = False) -> Iterator[str]:
+    """A new, migrated billing store on the server of ``base_url``; dropped afterwards."""
+    from w365 import db
+    from w365.db.session import _normalise, dispose_engines
+
+    base = _normalise(base_url)
+    name = f"w365_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        db.upgrade(url)
+        yield url
+    finally:
+        dispose_engines()
+        if not keep:
+            with admin.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(module_file: str, *args: str) -> dict:
+    """Run a measured step in a fresh interpreter, so its peak RSS is its own."""
+    out = subprocess.run([sys.executable, module_file, *args], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class Timer:
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
