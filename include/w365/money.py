@@ -95,16 +95,36 @@ def check_places(value: Decimal, places: int, what: str) -> Decimal:
 
 
 def round_half_up(value: Fraction | Decimal | int, places: int) -> Decimal:
-    """Round exactly, half away from zero, to ``places`` decimals. Works on exact Fractions."""
+    """Round exactly, half away from zero, to ``places`` decimals (Decimal, int or Fraction)."""
+    exponent = _EXPONENTS.get(places) or Decimal(1).scaleb(-places)
+    if isinstance(value, (Decimal, int)):
+        return Decimal(value).quantize(exponent, rounding=ROUND_HALF_UP, context=_CTX)
     frac = Fraction(value)
-    scaled = frac * (10**places)
-    sign = -1 if scaled < 0 else 1
-    magnitude = abs(scaled)
-    whole = magnitude.numerator // magnitude.denominator
-    remainder = magnitude - whole
-    if remainder >= Fraction(1, 2):
-        whole += 1
-    return Decimal(sign * whole).scaleb(-places, _CTX).quantize(Decimal(1).scaleb(-places), context=_CTX)
+    return divide_round(Decimal(frac.numerator), frac.denominator, places) if frac.denominator != 1 else Decimal(frac.numerator).quantize(exponent, rounding=ROUND_HALF_UP, context=_CTX)
+
+
+_EXPONENTS = {p: Decimal(1).scaleb(-p) for p in range(0, 13)}
+
+
+def product(*factors: Decimal | int) -> Decimal:
+    """An exact product (38 significant digits hold any product of our 18-digit columns)."""
+    result = Decimal(1)
+    for f in factors:
+        result = _CTX.multiply(result, Decimal(f))
+    return result
+
+
+def divide_round(numerator: Decimal, denominator: int, places: int) -> Decimal:
+    """numerator / denominator rounded half-up to ``places``, exactly.
+
+    The quotient is computed to 38 significant digits, then rounded once. That equals rounding
+    the exact rational: a quotient N/d can only sit within 1e-38 of a rounding boundary without
+    being on it if d exceeds ~1e30, and our denominators are day counts and month counts.
+    """
+    if denominator <= 0:
+        raise MoneyError(f"cannot divide by {denominator}")
+    exponent = _EXPONENTS.get(places) or Decimal(1).scaleb(-places)
+    return _CTX.divide(numerator, Decimal(denominator)).quantize(exponent, rounding=ROUND_HALF_UP, context=_CTX)
 
 
 def round_money(value: Fraction | Decimal | int, currency: str) -> Decimal:
@@ -130,8 +150,7 @@ def line_amount(quantity: Decimal | int, unit_price: Decimal, days: int, period_
     """quantity x unit price x days / period days, computed exactly and rounded once (M2, B3)."""
     if period_days <= 0:
         raise MoneyError(f"period of {period_days} days")
-    exact = Fraction(quantity) * Fraction(unit_price) * Fraction(days, period_days)
-    return round_money(exact, currency)
+    return divide_round(product(quantity, unit_price, days), period_days, minor_units(currency))
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from w365.db.models import (
     Tenant,
     UnitMapping,
 )
+from w365.db.bulk import insert_rows, update_rows
 from w365.db.session import get_engine, is_postgres, session_scope
 from w365.errors import W365Error
 from w365.invoicing.generator import BadContractData, ProposedLine
@@ -208,7 +209,7 @@ def write_plans(
                 "period_from": inv.period_from, "period_to": inv.period_to,
                 "total": sum((l.amount for l in inv.lines), Decimal(0)), "created_by_job": job,
             })
-        ids = list(session.scalars(insert(Invoice).returning(Invoice.id, sort_by_parameter_order=True), inv_rows))
+        ids = insert_rows(session, Invoice, inv_rows, return_ids=True)
         line_rows: list[dict[str, Any]] = []
         sources: list[ProposedLine] = []
         for inv_id, (b, inv), row in zip(ids, drafts, inv_rows):
@@ -217,13 +218,12 @@ def write_plans(
                 sources.append(ln)
             summaries.append(InvoiceSummary(row["number"], b.contract.number, inv.kind, str(inv.period_from), str(inv.period_to),
                                             b.contract.currency, format(row["total"], "f"), len(inv.lines)))
-        line_ids = list(session.scalars(insert(InvoiceLine).returning(InvoiceLine.id, sort_by_parameter_order=True), line_rows))
+        line_ids = insert_rows(session, InvoiceLine, line_rows, return_ids=True)
         lcl_links = [{"invoice_line_id": lid, "lcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.lcl_ids]
         slcl_links = [{"invoice_line_id": lid, "slcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.slcl_ids]
-        if lcl_links:
-            session.execute(insert(InvoiceLineLCL), lcl_links)
+        insert_rows(session, InvoiceLineLCL, lcl_links)
         if slcl_links:
-            session.execute(insert(InvoiceLineSLCL), slcl_links)
+            insert_rows(session, InvoiceLineSLCL, slcl_links)
             # SPEC C9 decision: a scheduled change billed ahead is Awaiting Merge.
             session.execute(
                 update(ScheduledLicenseChangeLog)
@@ -236,8 +236,7 @@ def write_plans(
         for cid, p in plans.items()
         if (p.next_invoice_date, p.billed_from) != (bundles[cid].contract.next_invoice_date, bundles[cid].contract.billed_from)
     ]
-    if moves:
-        session.execute(update(BillingContract), moves)
+    update_rows(session, BillingContract, moves)
     return summaries
 
 

@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 from w365.calendar import BillingIntervalDetail, Period
 from w365.ledger import BillingTimeline, Change, Segment
-from w365.money import PRICE_PLACES, line_amount, minor_units, round_half_up
+from w365.money import PRICE_PLACES, divide_round, line_amount, minor_units, product, round_half_up
 
 RECURRING = "recurring"
 ADJUSTMENT = "adjustment"
@@ -138,17 +138,14 @@ class Pricer:
         if months is None:
             raise BadContractData(f"sales unit {sales_unit} is one-time but the subscription is recurring")
         rate = self.rate(currency, period.start)
-        exact = Fraction(selling_price) * Fraction(self.contract.period_months, months)
-        if rate is not None:
-            exact *= Fraction(rate)
-        result = (round_half_up(exact, PRICE_PLACES), rate)
+        numerator = product(selling_price, self.contract.period_months, rate if rate is not None else 1)
+        result = (divide_round(numerator, months, PRICE_PLACES), rate)
         self._cache[key] = result
         return result
 
     def one_time(self, selling_price: Decimal, currency: str, on: date) -> tuple[Decimal, Decimal | None]:
         rate = self.rate(currency, on)
-        exact = Fraction(selling_price) * (Fraction(rate) if rate is not None else 1)
-        return round_half_up(exact, PRICE_PLACES), rate
+        return round_half_up(product(selling_price, rate if rate is not None else 1), PRICE_PLACES), rate
 
 
 # --------------------------------------------------------------------------------------------
@@ -159,7 +156,7 @@ class _Run:
     start: date
     end: date
     delta: tuple[tuple[Decimal, Decimal], ...]  # (unit price, quantity), sorted
-    first_billing: bool
+    first_billing: bool  # no line has ever billed these days
     lcl_ids: frozenset[int]
     slcl_ids: frozenset[int]
     sales_unit: str | None
@@ -202,10 +199,12 @@ def _reconcile_period(
         expected, rate = _expected_map(seg, sub, period, pricer)
         have: dict[Decimal, Decimal] = defaultdict(Decimal)
         already: set[int] = set()
+        covered = False  # any line on these days, even ones that net to nothing
         for line in billed:
             if line.start <= a < line.end:
                 have[line.unit_price] += line.quantity
                 already |= line.lcl_ids
+                covered = True
         have = {p: q for p, q in have.items() if q != 0}
         if seg is not None and seg.no_refund and have:
             continue  # SPEC C4: a cancellation without refund keeps the prepaid days
@@ -219,7 +218,7 @@ def _reconcile_period(
             a,
             b,
             items,
-            not have,
+            not covered,
             (sources - already) or sources,
             frozenset(seg.slcl_sources) if seg else frozenset(),
             seg.state.sales_unit if seg else None,
