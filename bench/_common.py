@@ -8,12 +8,9 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 DEFAULT_URL = os.environ.get("W365_BENCH_DATABASE_URL") or os.environ.get("W365_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -22,23 +19,17 @@ DEFAULT_URL = os.environ.get("W365_BENCH_DATABASE_URL") or os.environ.get("W365_
 def scratch_database(base_url: str, keep: bool = False) -> Iterator[str]:
     """A new, migrated billing store on the server of ``base_url``; dropped afterwards."""
     from w365 import db
-    from w365.db.session import _normalise, dispose_engines
+    from w365.db.admin import create_scratch_database, drop_database
+    from w365.db.session import dispose_engines
 
-    base = _normalise(base_url)
-    name = f"w365_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    url = create_scratch_database(base_url, "w365_bench")
     try:
         db.upgrade(url)
         yield url
     finally:
         dispose_engines()
         if not keep:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+            drop_database(url)
 
 
 def peak_rss_mb() -> float:

@@ -114,3 +114,25 @@ def fresh(session: Session) -> Session:
     session.commit()
     session.expire_all()
     return session
+
+
+def run_in_parallel(fn, workers: int = 2, timeout: float = 120):  # type: ignore[no-untyped-def]
+    """Run ``fn()`` in ``workers`` threads at once; returns their results, re-raises an error."""
+    import threading
+
+    results, errors = [], []
+
+    def target() -> None:
+        try:
+            results.append(fn())
+        except Exception as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    if errors:
+        raise errors[0]
+    return results

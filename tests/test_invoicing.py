@@ -1,6 +1,5 @@
 """The invoicing engine end to end on the store (issue 4): SPEC J4-J6, B1-B5, C4, C11, C12, M1-M3."""
 
-import threading
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
@@ -268,20 +267,7 @@ def test_j6_two_parallel_runs_never_bill_a_contract_twice(store, session):
     load_demo(session, DemoSpec(customers=15, contracts_per_customer=2, subscriptions_per_contract=3, as_of=date(2026, 1, 1), fresh=True,
                                 frequencies=("MONTHLY",)))
     session.commit()
-    reports, errors = [], []
-
-    def worker():
-        try:
-            reports.append(generate_full_cycle_invoices("monthly", date(2026, 1, 31), engine=store.engine, batch=5))
-        except Exception as exc:  # pragma: no cover
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
+    reports = f.run_in_parallel(lambda: generate_full_cycle_invoices("monthly", date(2026, 1, 31), engine=store.engine, batch=5))
     f.fresh(session)
     numbers = [i.contract for r in reports for i in r.invoices]
     per_period = session.execute(select(Invoice.contract_id, Invoice.period_from, func.count()).group_by(Invoice.contract_id, Invoice.period_from)).all()

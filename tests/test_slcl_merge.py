@@ -1,6 +1,5 @@
 """The Scheduled Update merge (issue 3): SPEC C6, C9, C10, C11, C12, and its concurrency."""
 
-import threading
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 
@@ -105,20 +104,7 @@ def test_merge_is_safe_with_two_workers_at_once(store, session):
     total = session.scalar(select(func.count()).select_from(ScheduledLicenseChangeLog))
     session.rollback()  # hold no lock while the workers run
     assert total > 100
-    reports, errors = [], []
-
-    def worker():
-        try:
-            reports.append(merge_due_slcls(datetime(2026, 6, 1, tzinfo=UTC), engine=store.engine, batch=25))
-        except Exception as exc:  # pragma: no cover - surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
+    reports = f.run_in_parallel(lambda: merge_due_slcls(datetime(2026, 6, 1, tzinfo=UTC), engine=store.engine, batch=25))
     merged = [i for r in reports for i in r.merged]
     assert len(merged) == len(set(merged)) == total  # each exactly once, none lost
     if store.is_postgres:
