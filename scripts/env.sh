@@ -6,8 +6,8 @@ export W365_ROOT
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
-if [ ! -x "$W365_ROOT/.venv/bin/python" ] || [ "$W365_ROOT/requirements.txt" -nt "$W365_ROOT/.venv/.installed" ] \
-   || [ "$W365_ROOT/pyproject.toml" -nt "$W365_ROOT/.venv/.installed" ]; then
+if [ "${W365_SKIP_INSTALL:-}" != 1 ] && { [ ! -x "$W365_ROOT/.venv/bin/python" ] || [ ! -e "$W365_ROOT/.venv/.installed" ] \
+   || [ "$W365_ROOT/requirements.txt" -nt "$W365_ROOT/.venv/.installed" ] || [ "$W365_ROOT/pyproject.toml" -nt "$W365_ROOT/.venv/.installed" ]; }; then
   echo "w365: setting up $W365_ROOT/.venv (first run takes about a minute)" >&2
   [ -x "$W365_ROOT/.venv/bin/python" ] || "$PYTHON" -m venv "$W365_ROOT/.venv"
   "$W365_ROOT/.venv/bin/python" -m pip install -q --upgrade pip >&2

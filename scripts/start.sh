@@ -7,6 +7,10 @@ cd "$W365_ROOT"
 
 echo "== migrating Airflow's metadata database ($AIRFLOW_HOME/airflow.db)"
 airflow db migrate >/dev/null
+# Provider-calling tasks share this pool (docs/dags.md); without it Airflow never schedules them.
+echo "== pool w365_provider_api (concurrent provider API calls: size it to the rate limit)"
+airflow pools get w365_provider_api >/dev/null 2>&1 \
+  || airflow pools set w365_provider_api "${W365_PROVIDER_POOL_SLOTS:-4}" "Partner Center rate limit" >/dev/null
 echo "== migrating the billing store"
 w365 db upgrade
 if [ "$(w365 tenant show --json | python -c 'import json,sys; print(json.load(sys.stdin)["name"])')" = "default" ]; then

@@ -7,9 +7,31 @@ Without it the PostgreSQL cases are skipped, visibly, with the reason.
 
 from __future__ import annotations
 
+# --- Airflow test environment (issue 6, DAG tests) -----------------------------------------
+# Airflow reads its configuration when it is first imported, so this must run before anything in
+# the pytest process imports `airflow`: a throw-away AIRFLOW_HOME (removed at exit) with its own
+# SQLite metadata database, this repository's dags/ and plugins/, no example DAGs. Nothing here
+# touches the developer's .airflow/. tests/airflow_home.py migrates the metadata DB once a session.
+import atexit as _atexit
+import os as _os
+import shutil as _shutil
+import tempfile as _tempfile
+from pathlib import Path as _Path
+
+_REPO = _Path(__file__).resolve().parents[1]
+_AIRFLOW_HOME = _tempfile.mkdtemp(prefix="w365-test-airflow-")
+_atexit.register(_shutil.rmtree, _AIRFLOW_HOME, True)
+_os.environ.update({
+    "AIRFLOW_HOME": _AIRFLOW_HOME,
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_AIRFLOW_HOME}/airflow.db",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(_REPO / "dags"),
+    "AIRFLOW__CORE__PLUGINS_FOLDER": str(_REPO / "plugins"),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+})
+# --------------------------------------------------------------------------------------------
+
 import os
 import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,9 +65,11 @@ class Store:
     engine: Engine
 
     def session(self) -> Session:
+        """The test's own session. On SQLite it begins DEFERRED, so reading in a test does not
+        hold the write lock that the jobs under test need (they run in their own sessions)."""
         from w365.db.session import session_factory
 
-        return session_factory(self.engine)()
+        return session_factory(self.engine.execution_options(sqlite_begin="DEFERRED"))()
 
     @property
     def is_postgres(self) -> bool:
@@ -69,27 +93,16 @@ def pg_database() -> Iterator[str]:
     if not base:
         pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
     from w365 import db
-    from w365.db.session import _normalise
+    from w365.db.admin import create_scratch_database, drop_database
+    from w365.db.session import dispose_engines
 
-    base = _normalise(base)
-    name = f"w365_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    url = create_scratch_database(base, f"w365_test_{os.getpid()}")
     try:
         db.upgrade(url)
         yield url
     finally:
-        from w365.db.session import dispose_engines
-
         dispose_engines()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-TABLES_IN_DELETE_ORDER = None
+        drop_database(url)
 
 
 def _reset_postgres(engine: Engine) -> None:

@@ -1,0 +1,27 @@
+"""Generate Change Log Invoice - Quarterly Contracts: charges and credits for changes in billed
+periods.
+
+Catalogue job ``generate_change_log_invoice_quarterly`` (docs/dags.md): settings from
+``w365.catalogue``, work in ``w365.jobs``.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from w365.airflow_support import dag_kwargs, outlets, run_job
+
+JOB = "generate_change_log_invoice_quarterly"
+
+
+@dag(**dag_kwargs(JOB))
+def generate_change_log_invoice_quarterly():
+    @task(outlets=outlets(JOB))
+    def invoice_changes():
+        """Bill the difference between the change logs and what was billed (SPEC B4)."""
+        return run_job(JOB)
+
+    invoice_changes()
+
+
+generate_change_log_invoice_quarterly()
