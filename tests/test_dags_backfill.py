@@ -10,8 +10,6 @@ the backfill runs. They are stopped, with all their children, whatever happens.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -21,18 +19,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from airflow_home import AIRFLOW, DAGS, LA, invoices, load_demo_tenant
+from airflow_home import DAGS, LA, invoices, load_demo_tenant
+from airflow_procs import airflow_cli, component, free_port, wait_until_listening
 
 pytestmark = pytest.mark.airflow
 
 JOB = "generate_full_cycle_invoice_monthly"
 DEADLINE = 150  # seconds for one backfill of 10 days
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(home: Path, store_url: str, port: int) -> dict[str, str]:
@@ -57,49 +50,10 @@ def _env(home: Path, store_url: str, port: int) -> dict[str, str]:
     return env
 
 
-def _airflow(env: dict[str, str], *args: str, attempts: int = 1) -> str:
-    """An Airflow CLI command; SQLite's single writer can be busy with the scheduler: retry."""
-    for attempt in range(attempts):
-        out = subprocess.run([AIRFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
-        if out.returncode == 0:
-            return out.stdout
-        time.sleep(2)
-    raise AssertionError(f"airflow {' '.join(args)} failed:\n{out.stderr[-3000:]}")
-
-
-@contextmanager
-def _process(env: dict[str, str], home: Path, name: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
-    """An Airflow component as a process of its own session, stopped with all its children
-    (task runners, workers) on the way out, whatever happens."""
-    log = open(home / f"{name}.log", "a")
-    proc = subprocess.Popen([AIRFLOW, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        yield proc
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
-
-
 @contextmanager
 def _api_server(env: dict[str, str], home: Path, port: int) -> Iterator[None]:
-    with _process(env, home, "api-server", "api-server", "--port", str(port)) as proc:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert proc.poll() is None, (home / "api-server.log").read_text()[-3000:]
-                time.sleep(1)
-        else:
-            raise AssertionError("the api-server did not start within 2 minutes")
+    with component(env, home, "api-server", "api-server", "--port", str(port)) as proc:
+        wait_until_listening(proc, port, home / "api-server.log", 120)
         yield
 
 
@@ -127,11 +81,11 @@ def test_airflow_backfill_create_twice_gives_the_same_invoices(store: Any, tmp_p
     load_demo_tenant(store, fresh=True, customers=20)
     home = tmp_path / "airflow"
     home.mkdir()
-    port = _free_port()
+    port = free_port()
     env = _env(home, store.url, port)
-    _airflow(env, "db", "migrate")
-    _airflow(env, "pools", "set", "w365_provider_api", "4", "Partner Center rate limit")
-    _airflow(env, "dags", "reserialize")
+    airflow_cli(env, "db", "migrate")
+    airflow_cli(env, "pools", "set", "w365_provider_api", "4", "Partner Center rate limit")
+    airflow_cli(env, "dags", "reserialize")
     window = ["--from-date", "2026-01-01T00:00:00-08:00", "--to-date", "2026-01-10T23:59:59-08:00", "--max-active-runs", "1"]
     reprocess = ([], ["--reprocess-behavior", "completed"])
     results = []
@@ -139,8 +93,8 @@ def test_airflow_backfill_create_twice_gives_the_same_invoices(store: Any, tmp_p
         for n, extra in enumerate(reprocess, start=1):
             # Created while no scheduler runs: on SQLite a creation that has to retry (busy
             # database) must not race the scheduler. The scheduler then executes the backfill.
-            _airflow(env, "backfill", "create", "--dag-id", JOB, *window, *extra, attempts=5)
-            with _process(env, home, "scheduler", "scheduler", "--skip-serve-logs") as scheduler:
+            airflow_cli(env, "backfill", "create", "--dag-id", JOB, *window, *extra, attempts=5)
+            with component(env, home, "scheduler", "scheduler", "--skip-serve-logs") as scheduler:
                 runs = _wait_for_backfill(home, n, scheduler)
             results.append((runs, invoices(store)))
     (first_runs, first), (second_runs, second) = results
