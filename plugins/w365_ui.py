@@ -1,0 +1,59 @@
+"""The w365 pages in Airflow's UI, and the end-customer portal API (issue 7; docs/ui.md).
+
+* ``/w365/`` — Scheduled Jobs, SLCL queue, Invoices, Contract metrics (``w365.web``), behind
+  Airflow's own authentication: every route requires a signed-in Airflow user allowed to see
+  plugin views; actions need more (docs/ui.md, "Security model"). A top-level "W365" entry in
+  Airflow's navigation shows them inside the UI.
+* ``/w365/portal/`` — the end-customer change API (SPEC C13, ``w365.portal``). Intentionally NOT
+  behind Airflow's authentication: end customers are not Airflow users; the API has its own
+  per-customer bearer tokens. It is listed before ``/w365`` so that it, not the pages, answers
+  under that prefix.
+
+Airflow imports plugins in every component (scheduler, dag-processor, workers), so this module
+stays light: the apps are built on their first request in the api-server, never at import.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+
+from airflow.plugins_manager import AirflowPlugin
+
+
+class LazyASGIApp:
+    """An ASGI app built from ``"module:factory"`` on its first request."""
+
+    def __init__(self, factory: str) -> None:
+        self.factory = factory
+        self._app = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self):  # type: ignore[no-untyped-def]
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    module, _, name = self.factory.partition(":")
+                    self._app = getattr(importlib.import_module(module), name)()
+        return self._app
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        await self.app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return f"LazyASGIApp({self.factory!r})"
+
+
+class W365UIPlugin(AirflowPlugin):
+    name = "w365_ui"
+    fastapi_apps = [
+        # First: Starlette matches mounts in order, and /w365 would otherwise take /w365/portal.
+        {"app": LazyASGIApp("w365.portal:create_app"), "url_prefix": "/w365/portal",
+         "name": "w365 end-customer portal API (own bearer-token auth, SPEC C13)"},
+        {"app": LazyASGIApp("w365.web:create_app"), "url_prefix": "/w365", "name": "w365 pages"},
+    ]
+    external_views = [
+        {"name": "W365", "href": "/w365/", "destination": "nav", "url_route": "w365",
+         "nav_top_level": True, "icon": "/w365/icon.svg"},
+    ]

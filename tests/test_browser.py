@@ -1,0 +1,322 @@
+"""The w365 pages in a real browser against a real Airflow (issue 7; SPEC J2, J3; docs/ui.md).
+
+Starts ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor,
+SQLite) on a free port of 127.0.0.1, in a throw-away AIRFLOW_HOME with this repository's dags/
+and plugins/, known SimpleAuthManager passwords and a demo billing store; then headless Chromium
+(Debian's ``chromium`` and ``chromium-driver``, driven by Selenium) signs in through Airflow's own
+login page:
+
+* as ``viewer``: opens W365 from Airflow's navigation, clicks a job's toggle, and is refused; the
+  page says so and Airflow's ``is_paused`` (REST) is unchanged;
+* as ``admin``: the same click works and ``GET /api/v2/dags/{id}`` shows the new pause state.
+
+Screenshots go to ``artifacts/browser/`` (git-ignored), with the Airflow log when something
+fails. Every process started here is stopped with its whole process group, in bounded time, and
+the temporary directories are removed. Without Chromium, chromedriver or Selenium the tests skip
+and say why (``.ci/run`` installs Chromium when it is missing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from airflow_home import AIRFLOW, DAGS, LA, REPO
+
+pytestmark = [pytest.mark.browser, pytest.mark.airflow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+ARTIFACTS = REPO / "artifacts" / "browser"
+DAG = "scheduled_update"
+READY_SECONDS = 150  # airflow standalone answering /api/v2/monitor/health
+DAG_SECONDS = 120  # the dag-processor has put the DAG in Airflow's database
+STOP_SECONDS = 30
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-quic",
+                "--window-size=1440,1000"]
+
+
+def _why_no_browser() -> str | None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        return f"{' and '.join(missing)} not installed (apt-get install -y chromium chromium-driver; .ci/run does it)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "the Python package selenium is not installed (requirements.txt)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_ready() -> None:
+    reason = _why_no_browser()
+    if reason:
+        pytest.skip(f"browser tests need headless Chromium: {reason}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _demo_store(path: Path) -> str:
+    """A billing store with the demo tenant, its January invoices and three metrics snapshots."""
+    from w365 import db, jobs
+    from w365.db.session import dispose_engines, session_scope
+    from w365.demo import DemoSpec, load_demo
+
+    url = f"sqlite:///{path}"
+    db.upgrade(url)
+    saved = os.environ.get("W365_DATABASE_URL")
+    os.environ["W365_DATABASE_URL"] = url  # the jobs open the store of this URL
+    try:
+        with session_scope() as s:
+            load_demo(s, DemoSpec(timezone=LA, as_of=date(2026, 1, 1)))
+        jobs.run("generate_full_cycle_invoice_monthly", "2026-01-01")
+        for day in ("2025-12-01", "2025-12-15", "2026-01-01"):
+            jobs.run("update_metrics_on_billing_contract", day)
+    finally:
+        if saved is None:
+            os.environ.pop("W365_DATABASE_URL", None)
+        else:
+            os.environ["W365_DATABASE_URL"] = saved
+        dispose_engines()
+    return url
+
+
+@contextmanager
+def _process_group(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process in a session of its own; on the way out its whole group gets SIGTERM, then
+    SIGKILL after STOP_SECONDS: nothing it started (scheduler, task runners) outlives the test."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            for sig, wait in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 10)):
+                try:
+                    os.killpg(proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    proc.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            try:  # stragglers of the group (a task runner that ignored SIGTERM)
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _wait(what: str, seconds: float, check: Any, proc: subprocess.Popen[bytes], log: Path) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"airflow standalone exited ({proc.returncode}) before {what}:\n{log.read_text()[-4000:]}")
+        try:
+            result = check()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        time.sleep(2)
+    raise AssertionError(f"{what}: not within {seconds}s:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture(scope="module")
+def standalone(browser_ready: None) -> Iterator[dict[str, Any]]:
+    """``airflow standalone`` on 127.0.0.1 with logins admin and viewer (passwords known)."""
+    tmp = Path(tempfile.mkdtemp(prefix="w365-browser-"))
+    home = tmp / "airflow"
+    home.mkdir()
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    passwords = {"admin": secrets.token_urlsafe(12), "viewer": secrets.token_urlsafe(12)}
+    (home / "simple_auth_manager_passwords.json.generated").write_text(json.dumps(passwords))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+    env.update({
+        "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{env.get('PATH', '')}",  # standalone runs `airflow <component>`
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+        "AIRFLOW__W365__TIMEZONE": LA,
+        "W365_DATABASE_URL": _demo_store(tmp / "w365.db"),
+    })
+    log = home / "standalone.log"
+    try:
+        with _process_group([AIRFLOW, "standalone"], env, log) as proc, httpx.Client(base_url=url, timeout=10) as http:
+            _wait("/api/v2/monitor/health answers", READY_SECONDS,
+                  lambda: http.get("/api/v2/monitor/health").status_code == 200, proc, log)
+            token = http.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()["access_token"]
+            admin = {"Authorization": f"Bearer {token}"}
+            _wait(f"DAG {DAG} parsed", DAG_SECONDS, lambda: http.get(f"/api/v2/dags/{DAG}", headers=admin).status_code == 200, proc, log)
+            yield {"url": url, "passwords": passwords, "http": http, "admin": admin, "log": log, "proc": proc}
+    finally:
+        if log.exists():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copy(log, ARTIFACTS / "airflow-standalone.log")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def airflow_is_paused(af: dict[str, Any], dag_id: str = DAG) -> bool:
+    r = af["http"].get(f"/api/v2/dags/{dag_id}", headers=af["admin"])
+    assert r.status_code == 200, r.text
+    return bool(r.json()["is_paused"])
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium with a fresh profile (removed afterwards), driven through chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="w365-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        try:
+            driver.quit()
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(driver: Any, name: str) -> Path:
+    path = ARTIFACTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path
+
+
+def sign_in(driver: Any, af: dict[str, Any], who: str) -> None:
+    """Airflow's own login page (reached by opening the W365 pages while signed out)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{af['url']}/w365/")
+    wait = WebDriverWait(driver, 60)
+    wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys(who)
+    driver.find_element(By.NAME, "password").send_keys(af["passwords"][who])
+    shot(driver, f"{who}-01-airflow-login")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table#jobs")))
+    assert driver.current_url.rstrip("/").endswith("/w365"), driver.current_url
+
+
+def toggle(driver: Any, dag_id: str = DAG) -> Any:
+    from selenium.webdriver.common.by import By
+
+    row = driver.find_element(By.CSS_SELECTOR, f'tr[data-dag-id="{dag_id}"]')
+    button = row.find_element(By.CSS_SELECTOR, "button.toggle")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()
+    return row
+
+
+def flash(driver: Any, kind: str) -> str:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    el = WebDriverWait(driver, 30).until(
+        lambda d: d.find_element(By.ID, "flash") if "flash " + kind in (d.find_element(By.ID, "flash").get_attribute("class") or "")
+        and d.find_element(By.ID, "flash").is_displayed() else False)
+    return el.text
+
+
+def test_viewer_sees_the_jobs_inside_airflow_but_cannot_toggle(standalone: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    af = standalone
+    before = airflow_is_paused(af)
+    with chromium() as driver:
+        sign_in(driver, af, "viewer")
+        shot(driver, "viewer-02-scheduled-jobs")
+        # Inside Airflow's UI: its navigation has the W365 entry, which shows the pages in a frame.
+        driver.get(f"{af['url']}/")
+        WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, 'a[href$="plugin/w365"]'))).click()
+        frame = WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, "iframe")))
+        assert frame.get_attribute("src").rstrip("/").endswith("/w365"), frame.get_attribute("src")
+        time.sleep(1)
+        driver.switch_to.frame(frame)
+        WebDriverWait(driver, 60).until(ec.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-dag-id="{DAG}"]')))
+        assert "read only" in driver.find_element(By.ID, "read-only").text
+        driver.switch_to.default_content()
+        shot(driver, "viewer-03-in-airflow-nav")
+        driver.switch_to.frame(frame)
+
+        toggle(driver)
+        message = flash(driver, "error")
+        driver.switch_to.default_content()
+        shot(driver, "viewer-04-toggle-refused")
+    assert "Airflow refused" in message and "only admins" in message, message
+    assert airflow_is_paused(af) == before, "a viewer's click must not change Airflow's pause state"
+
+
+def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[str, Any]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    af = standalone
+    before = airflow_is_paused(af)
+    with chromium() as driver:
+        sign_in(driver, af, "admin")
+        assert not driver.find_elements(By.ID, "read-only")
+        row = driver.find_element(By.CSS_SELECTOR, f'tr[data-dag-id="{DAG}"]')
+        assert row.get_attribute("data-active") == ("false" if before else "true")
+        shot(driver, "admin-02-scheduled-jobs")
+        toggle(driver)
+        message = flash(driver, "ok")  # shown after the page reloaded with Airflow's new state
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-dag-id="{DAG}"]')
+                                        .get_attribute("data-active") == ("true" if before else "false"))
+        shot(driver, "admin-03-toggled")
+        assert airflow_is_paused(af) == (not before), "Airflow's pause state follows the admin's toggle"
+        assert ("enabled" if before else "disabled") in message, message
+
+        # The other pages, as an admin sees them (screenshots for the record).
+        for name, path, selector in (("slcl-queue", "/w365/slcls", "table#slcls"),
+                                     ("invoices", "/w365/invoices", "table#invoices"),
+                                     ("metrics", "/w365/metrics", "#trend svg")):
+            driver.get(af["url"] + path)
+            WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+            shot(driver, f"admin-04-{name}")
+        driver.find_element(By.CSS_SELECTOR, "table#contracts a").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#snapshots"))
+        shot(driver, "admin-05-contract-metrics")
+        driver.get(af["url"] + "/w365/invoices")
+        driver.find_element(By.CSS_SELECTOR, "table#invoices td a").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#lines li[data-lcl]"))
+        shot(driver, "admin-06-invoice-lines")

@@ -1,0 +1,406 @@
+"""The w365 pages inside Airflow (issue 7; docs/ui.md): SPEC J2, J3, C9, C13, M3.
+
+Everything runs through Airflow's real api-server app (``create_app``) with this repository's
+plugins folder, SimpleAuthManager and the session's Airflow metadata DB, in-process: the plugin's
+pages answer under ``/w365`` exactly as in ``airflow api-server``. The toggle's call to Airflow's
+own REST API goes to the same in-process app (``httpx.ASGITransport``) instead of a socket.
+``test_browser.py`` does the same against a real ``airflow standalone`` in Chromium.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import subprocess
+import sys
+from datetime import date, datetime, timezone
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+
+from w365.money import as_currency
+
+from airflow_home import AIRFLOW, LA, airflow_db, load_demo_tenant  # noqa: F401 - airflow_db is a fixture
+
+pytestmark = pytest.mark.airflow
+
+NOW = datetime(2026, 1, 20, 12, 0, tzinfo=timezone.utc)
+DAG = "scheduled_update"  # a catalogue DAG that exists in dags/
+USERS = "admin:admin,viewer:viewer,ops:op"
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def airflow(airflow_db: str) -> Iterator[dict[str, Any]]:
+    """Airflow's api-server app with the w365 plugin, its DAGs in the metadata DB, and a token
+    per login (admin, viewer, ops with role op)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", USERS)
+        mp.setenv("AIRFLOW__W365__TIMEZONE", LA)
+        out = subprocess.run([AIRFLOW, "dags", "reserialize"], env=os.environ, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        from airflow.api_fastapi.app import create_app, get_auth_manager, purge_cached_app
+        from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+        from fastapi.testclient import TestClient
+
+        root = create_app("core")
+        tokens = {name: get_auth_manager().generate_jwt(SimpleAuthManagerUser(username=name, role=role))
+                  for name, role in (u.split(":") for u in USERS.split(","))}
+        pages = _mounted(root, "/w365")
+        from w365.web import create_app as pages_app
+        from w365.web.airflow_api import AirflowAPI
+
+        # The pages as the plugin mounts them, with a fixed clock and Airflow's API in-process.
+        pages._app = pages_app(clock=lambda: NOW, airflow_api=AirflowAPI("http://airflow.test", httpx.ASGITransport(app=root)))
+        with TestClient(root, base_url="http://airflow.test") as client:
+            yield {"root": root, "client": client, "tokens": tokens}
+        purge_cached_app()
+
+
+def _mounted(root: Any, prefix: str) -> Any:
+    return next(r.app for r in root.routes if getattr(r, "path", None) == prefix)
+
+
+@pytest.fixture
+def client(airflow: dict[str, Any]) -> Any:
+    c = airflow["client"]
+    c.cookies.clear()
+    return c
+
+
+def bearer(airflow: dict[str, Any], who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {airflow['tokens'][who]}"}
+
+
+def as_cookie(client: Any, airflow: dict[str, Any], who: str) -> None:
+    """Signed in as Airflow's UI is: the ``_token`` cookie, no header."""
+    client.cookies.set("_token", airflow["tokens"][who])
+
+
+@pytest.fixture
+def demo(store: Any, airflow: dict[str, Any]) -> dict[str, Any]:
+    """The demo tenant with invoices (monthly full cycle on Jan 1), metrics snapshots on three
+    dates and one Merge Failed SLCL."""
+    from w365 import jobs
+    from w365.db.models import ScheduledLicenseChangeLog, SLCLStatus
+
+    load_demo_tenant(store)
+    jobs.run("generate_full_cycle_invoice_monthly", "2026-01-01")
+    for day in ("2025-12-01", "2025-12-15", "2026-01-01"):
+        jobs.run("update_metrics_on_billing_contract", day)
+    with store.session() as s:
+        ids = list(s.scalars(select(ScheduledLicenseChangeLog.id).order_by(ScheduledLicenseChangeLog.id)))
+        s.execute(update(ScheduledLicenseChangeLog).where(ScheduledLicenseChangeLog.id == ids[0])
+                  .values(status=SLCLStatus.MERGE_FAILED, reason="contract <b>expired</b> on 2026-01-02"))
+        s.commit()
+    return {"failed": ids[0], "pending": ids[1]}
+
+
+def slcl_status(store: Any, slcl_id: int) -> str:
+    from w365.db.models import ScheduledLicenseChangeLog
+
+    with store.session() as s:
+        return s.get(ScheduledLicenseChangeLog, slcl_id).status.value
+
+
+def is_paused(client: Any, airflow: dict[str, Any], dag_id: str = DAG) -> bool:
+    r = client.get(f"/api/v2/dags/{dag_id}", headers=bearer(airflow, "admin"))
+    assert r.status_code == 200, r.text
+    return r.json()["is_paused"]
+
+
+ACTION = {"X-W365-Action": "1"}
+
+
+# ------------------------------------------------------------------------------------ plugin
+
+
+def test_plugin_registers_the_pages_the_portal_and_a_nav_entry(client: Any, airflow: dict[str, Any]) -> None:
+    r = client.get("/api/v2/plugins", headers=bearer(airflow, "admin"))
+    plugin = next(p for p in r.json()["plugins"] if p["name"] == "w365_ui")
+    assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/w365/portal", "/w365"]
+    view = plugin["external_views"][0]
+    assert (view["href"], view["destination"], view["url_route"]) == ("/w365/", "nav", "w365")
+
+
+def test_plugin_module_stays_light_to_import() -> None:
+    """Airflow imports plugins in every component: the pages' app and Airflow's api-server
+    security module must not be imported with it."""
+    code = ("import sys; sys.path.insert(0, 'plugins'); import w365_ui; "
+            "heavy = [m for m in ('w365.web.app', 'w365.portal', 'airflow.api_fastapi.core_api.security', 'fastapi') if m in sys.modules]; "
+            "print(heavy); assert not heavy")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------ authentication
+
+
+def _routes(airflow: dict[str, Any]) -> list[tuple[str, str]]:
+    from fastapi.routing import APIRoute
+
+    app = _mounted(airflow["root"], "/w365").app
+    sample = {"dag_id": DAG, "slcl_id": "1", "number": "INV-000001", "contract": "BC-000001", "fmt": "csv"}
+    out = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            path = re.sub(r"\{(\w+)\}", lambda m: sample[m.group(1)], route.path)
+            out += [(method, "/w365" + path) for method in route.methods]
+    return out
+
+
+def test_every_route_requires_airflow_authentication(client: Any, airflow: dict[str, Any]) -> None:
+    routes = _routes(airflow)
+    assert len(routes) >= 11 and ("POST", f"/w365/jobs/{DAG}/pause") in routes
+    for method, path in routes:
+        r = client.request(method, path, json={"is_paused": True})
+        assert r.status_code == 401, (method, path, r.status_code, r.text)
+        r = client.request(method, path, json={"is_paused": True}, headers={"Authorization": "Bearer not-a-jwt"})
+        assert r.status_code in (401, 403), (method, path, r.status_code)
+
+
+def test_a_browser_that_is_not_signed_in_is_sent_to_airflow_login(client: Any) -> None:
+    r = client.get("/w365/slcls", headers={"Accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/auth/login?next=") and "w365%2Fslcls" in r.headers["location"]
+
+
+# ------------------------------------------------------------------------------------ Scheduled Jobs (SPEC J2, J3)
+
+
+def test_scheduled_jobs_page_lists_every_catalogue_job_with_airflow_state(client: Any, airflow: dict[str, Any]) -> None:
+    from w365 import catalogue
+
+    as_cookie(client, airflow, "viewer")
+    r = client.get("/w365/")
+    assert r.status_code == 200, r.text
+    html = r.text
+    assert "signed in as <strong>viewer</strong>" in html and 'id="read-only"' in html
+    for job in catalogue.JOBS:
+        assert f'data-dag-id="{job.dag_id}"' in html and job.name in html
+    assert f"Schedule ({LA})" in html and "<code>5 0 * * *</code><br><code>30 23 * * *</code>" in html
+    # Airflow's state: the history link, the toggle, the filter counts agree with the REST API.
+    assert f'href="/dags/{DAG}/runs" target="_top"' in html
+    assert f'data-action="/w365/jobs/{DAG}/pause"' in html
+    dags = client.get("/api/v2/dags", params={"limit": 100}, headers=bearer(airflow, "admin")).json()["dags"]
+    active = {d["dag_id"] for d in dags if not d["is_paused"] and d["dag_id"] in catalogue.BY_DAG_ID}
+    assert f"Active ({len(active)})" in html
+    shown = set(re.findall(r'data-dag-id="(\w+)"', client.get("/w365/?show=inactive").text))
+    assert shown and not shown & active
+    assert set(re.findall(r'data-dag-id="(\w+)"', client.get("/w365/?show=active").text)) == active
+    assert client.get("/w365/?show=bogus").status_code == 422
+
+
+def test_admin_page_is_not_read_only(client: Any, airflow: dict[str, Any]) -> None:
+    as_cookie(client, airflow, "admin")
+    html = client.get("/w365/").text
+    assert "signed in as <strong>admin</strong>" in html and 'id="read-only"' not in html
+
+
+def _toggle(client: Any, dag_id: str, paused: bool, **headers: str) -> httpx.Response:
+    return client.post(f"/w365/jobs/{dag_id}/pause", json={"is_paused": paused}, headers={**ACTION, **headers})
+
+
+def test_viewer_cannot_toggle_admin_can_and_airflow_state_follows(client: Any, airflow: dict[str, Any]) -> None:
+    """SPEC J3 through Airflow's own PATCH /api/v2/dags/{id}, with the caller's token."""
+    before = is_paused(client, airflow)
+    as_cookie(client, airflow, "viewer")
+    r = _toggle(client, DAG, not before)
+    assert r.status_code == 403 and "only admins" in r.json()["detail"]
+    assert is_paused(client, airflow) == before
+    r = client.post(f"/w365/jobs/{DAG}/pause", json={"is_paused": not before}, headers=bearer(airflow, "viewer"))
+    assert r.status_code == 403 and is_paused(client, airflow) == before
+
+    as_cookie(client, airflow, "admin")
+    r = _toggle(client, DAG, not before)
+    assert r.status_code == 200, r.text
+    assert r.json()["is_paused"] == (not before) and is_paused(client, airflow) == (not before)
+    assert r.json()["message"].endswith("disabled" if not before else "enabled")
+    row = re.search(rf'<tr data-dag-id="{DAG}" data-active="(\w+)"', client.get("/w365/").text)
+    assert row and row.group(1) == ("false" if not before else "true")
+    r = client.post(f"/w365/jobs/{DAG}/pause", json={"is_paused": before}, headers=bearer(airflow, "admin"))
+    assert r.status_code == 200 and is_paused(client, airflow) == before
+    # Airflow recorded who did it in its own audit log.
+    events = client.get("/api/v2/eventLogs", params={"dag_id": DAG, "limit": 100}, headers=bearer(airflow, "admin")).json()
+    assert "admin" in {e.get("owner") for e in events["event_logs"]}
+
+
+def test_toggle_refuses_cross_site_requests_and_unknown_jobs(client: Any, airflow: dict[str, Any]) -> None:
+    before = is_paused(client, airflow)
+    as_cookie(client, airflow, "admin")
+    # A cookie-authenticated POST without the page's header (what a cross-site form sends).
+    r = client.post(f"/w365/jobs/{DAG}/pause", json={"is_paused": not before})
+    assert r.status_code == 403 and "X-W365-Action" in r.text.replace("x-w365-action", "X-W365-Action")
+    r = _toggle(client, DAG, not before, Origin="http://evil.example")
+    assert r.status_code == 403 and "cross-origin" in r.text
+    assert is_paused(client, airflow) == before
+    r = _toggle(client, "not_a_w365_job", True)
+    assert r.status_code == 404
+    r = client.post(f"/w365/jobs/{DAG}/pause", json={"is_paused": "maybe"}, headers=ACTION)
+    assert r.status_code == 422
+    r = _toggle(client, DAG, before, Origin="http://airflow.test")  # same origin: allowed (no change)
+    assert r.status_code == 200 and is_paused(client, airflow) == before
+
+
+def test_airflow_api_unreachable_is_reported_not_hidden(client: Any, airflow: dict[str, Any]) -> None:
+    from w365.web.airflow_api import AirflowAPI
+
+    pages = _mounted(airflow["root"], "/w365").app
+    saved = pages.state.airflow_api
+    pages.state.airflow_api = AirflowAPI("http://127.0.0.1:9")  # nothing listens there
+    try:
+        as_cookie(client, airflow, "admin")
+        html = client.get("/w365/").text
+        assert "Airflow&#39;s API answered 502" in html and f'data-dag-id="{DAG}"' in html
+        r = _toggle(client, DAG, True)
+        assert r.status_code == 502 and "did not answer" in r.json()["detail"]
+    finally:
+        pages.state.airflow_api = saved
+
+
+def test_api_base_url_follows_airflow_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    from w365.web.airflow_api import api_base_url
+
+    monkeypatch.setenv("AIRFLOW__API__HOST", "0.0.0.0")
+    monkeypatch.setenv("AIRFLOW__API__PORT", "8793")
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "http://airflow.example.com/airflow/")
+    assert api_base_url() == "http://127.0.0.1:8793/airflow"
+    monkeypatch.setenv("AIRFLOW__W365__AIRFLOW_API_URL", "https://api.internal:9443/")
+    assert api_base_url() == "https://api.internal:9443"
+
+
+# ------------------------------------------------------------------------------------ SLCL queue (SPEC C9, J3)
+
+
+def test_slcl_queue_lists_open_changes_with_reasons(client: Any, airflow: dict[str, Any], demo: dict[str, Any]) -> None:
+    as_cookie(client, airflow, "viewer")
+    html = client.get("/w365/slcls").text
+    assert f'data-slcl-id="{demo["failed"]}" data-status="merge_failed"' in html
+    assert f'data-slcl-id="{demo["pending"]}" data-status="pending"' in html
+    assert "contract &lt;b&gt;expired&lt;/b&gt; on 2026-01-02" in html  # the reason, escaped
+    assert "Only admins may retry or cancel" in html and 'disabled title="admins only">Retry</button>' in html
+    only_failed = client.get("/w365/slcls?status=merge_failed").text
+    assert re.findall(r'data-status="(\w+)"', only_failed) == ["merge_failed"]
+    assert client.get("/w365/slcls?status=archived").status_code == 422
+
+
+def test_only_admins_retry_or_cancel_slcls(client: Any, airflow: dict[str, Any], store: Any, demo: dict[str, Any]) -> None:
+    failed, pending = demo["failed"], demo["pending"]
+    for who in ("viewer",):
+        as_cookie(client, airflow, who)
+        for verb, slcl in (("retry", failed), ("cancel", pending)):
+            r = client.post(f"/w365/slcls/{slcl}/{verb}", headers=ACTION)
+            assert r.status_code == 403, (who, verb, r.text)
+    assert (slcl_status(store, failed), slcl_status(store, pending)) == ("merge_failed", "pending")
+
+    as_cookie(client, airflow, "admin")
+    assert f'data-action="/w365/slcls/{failed}/retry">Retry</button>' in client.get("/w365/slcls").text
+    assert client.post(f"/w365/slcls/{pending}/cancel").status_code == 403  # no action header: CSRF guard
+    r = client.post(f"/w365/slcls/{pending}/cancel", headers=ACTION)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert slcl_status(store, pending) == "cancelled"
+    r = client.post(f"/w365/slcls/{pending}/cancel", headers=ACTION)
+    assert r.status_code == 409 and "cannot be cancelled" in r.json()["detail"]
+    r = client.post(f"/w365/slcls/{failed}/retry", headers=bearer(airflow, "ops"))  # role op edits DAGs too
+    assert r.status_code == 200, r.text
+    # Merged now if due, else back in the queue for its time; Merge Failed again only with a reason.
+    after = {"archived": {"archived"}, "pending": {"pending", "awaiting_merge"}, "merge_failed": {"merge_failed"}}
+    assert slcl_status(store, failed) in after[r.json()["status"]], r.json()
+    assert client.post("/w365/slcls/999999/retry", headers=ACTION).status_code == 404
+
+
+# ------------------------------------------------------------------------------------ Invoices (SPEC M3)
+
+
+def _first_invoice(store: Any) -> Any:
+    from w365.db.models import Invoice, InvoiceLine, InvoiceLineLCL
+
+    with store.session() as s:
+        return s.scalar(select(Invoice).join(InvoiceLine).join(InvoiceLineLCL).order_by(Invoice.number))
+
+
+def test_invoices_list_drill_down_and_sources(client: Any, airflow: dict[str, Any], store: Any, demo: dict[str, Any]) -> None:
+    inv = _first_invoice(store)
+    as_cookie(client, airflow, "viewer")
+    html = client.get("/w365/invoices").text
+    assert f'data-invoice="{inv.number}"' in html and "unpaid" in html
+    assert f"{as_currency(inv.total, inv.currency):,} {inv.currency}" in html
+    only = client.get("/w365/invoices", params={"contract": "no-such-contract"}).text
+    assert "No invoices for no-such-contract yet." in only
+    page = client.get(f"/w365/invoices/{inv.number}")
+    assert page.status_code == 200
+    assert re.search(r'<li data-lcl="\d+">LCL #\d+: ', page.text), "each line names the change logs it bills"
+    assert f'href="/w365/invoices/{inv.number}/export.csv"' in page.text
+    assert client.get("/w365/invoices/INV-NOPE").status_code == 404
+
+
+def test_invoice_exports_csv_and_html(client: Any, airflow: dict[str, Any], store: Any, demo: dict[str, Any]) -> None:
+    from w365.invoicing.export import CSV_COLUMNS
+
+    inv = _first_invoice(store)
+    as_cookie(client, airflow, "viewer")
+    r = client.get(f"/w365/invoices/{inv.number}/export.csv")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert f'filename="{inv.number}.csv"' in r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == CSV_COLUMNS and rows[-1][2] == "total" and rows[-1][13] == format(as_currency(inv.total, inv.currency), "f")
+    r = client.get(f"/w365/invoices/{inv.number}/export.html")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and f"Invoice {inv.number}" in r.text
+    assert client.get(f"/w365/invoices/{inv.number}/export.pdf").status_code == 404
+
+
+# ------------------------------------------------------------------------------------ Metrics
+
+
+def test_metrics_page_shows_mrr_acv_and_an_svg_trend(client: Any, airflow: dict[str, Any], store: Any, demo: dict[str, Any]) -> None:
+    from w365.db.models import BillingContract
+
+    with store.session() as s:
+        top = s.scalar(select(BillingContract).where(BillingContract.mrr.is_not(None)).order_by(BillingContract.mrr.desc()))
+    as_cookie(client, airflow, "viewer")
+    html = client.get("/w365/metrics").text
+    mrr, acv = as_currency(top.mrr, top.currency), as_currency(top.acv, top.currency)
+    assert f'data-contract="{top.number}"' in html and f"{mrr:,} {top.currency}" in html and f"{acv:,}" in html
+    svgs = re.findall(r"<svg [^>]*class=\"chart\".*?</svg>", html, re.S)
+    assert len(svgs) == 2
+    points = re.findall(r'<polyline [^>]*points="([^"]+)"', svgs[0])
+    assert points and len(points[0].split()) == 3, "one point per snapshot date"
+    contract = client.get(f"/w365/metrics/{top.number}").text
+    assert contract.count("<polyline") == 2 and "2025-12-15" in contract
+    assert client.get("/w365/metrics/BC-NOPE").status_code == 404
+
+
+def test_svg_chart_escapes_text_and_handles_no_data() -> None:
+    from decimal import Decimal
+
+    from w365.web.svg import line_chart
+
+    svg = str(line_chart({"<script>x</script>": [(date(2026, 1, 1), Decimal("10")), (date(2026, 2, 1), Decimal("25.5"))]},
+                         title='MRR "&" <b>'))
+    assert "<script>" not in svg and "&lt;script&gt;" in svg and "&lt;b&gt;" in svg
+    assert re.search(r'<polyline [^>]*points="[\d.]+,[\d.]+ [\d.]+,[\d.]+"', svg)
+    assert "no data yet" in str(line_chart({}, title="MRR"))
+
+
+# ------------------------------------------------------------------------------------ the portal (SPEC C13)
+
+
+def test_portal_is_mounted_with_its_own_token_auth(client: Any, airflow: dict[str, Any], store: Any, demo: dict[str, Any]) -> None:
+    from w365.db.models import Customer
+    from w365.portal import issue_token
+
+    r = client.get("/w365/portal/subscriptions", headers=bearer(airflow, "admin"))
+    assert r.status_code == 401 and r.json()["detail"] == "unknown token"  # an Airflow login is no customer
+    with store.session() as s:
+        cust = s.scalar(select(Customer).order_by(Customer.id))
+        token = issue_token(s, cust.id)
+        s.commit()
+    r = client.get("/w365/portal/subscriptions", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json() and all(sub["id"] for sub in r.json())
