@@ -120,6 +120,186 @@ def scheduled_update(as_of: AsOf) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
+# Integrations and contract lifecycle (issue 5: SPEC J1, P1-P4, S3, B3, C2). The logic lives in
+# w365.sync, w365.usage, w365.provisioning, w365.payments, w365.pricing, w365.lifecycle,
+# w365.metrics and w365.incentives; docs/integrations.md describes each job. Record-level
+# problems are reported (job_exception + the report) and the job succeeds; a provider or system
+# that cannot be read at all, or a contract whose usage cannot be invoiced, fails the job (after
+# everything else was done and committed) so Airflow retries it and ops see it.
+
+from datetime import timedelta  # noqa: E402 - kept in this section
+
+from w365.errors import W365Error  # noqa: E402
+
+
+class JobFailed(W365Error):
+    """A job that did its work but could not reach a provider or system; the message says which."""
+
+
+REPORT_LIMIT = 100
+
+
+def _audit_now() -> datetime:
+    """Wall-clock time for audit columns only (created_at, synced_at, sent_at), never for what a
+    job does: that is decided by ``as_of`` (SPEC J6)."""
+    from datetime import timezone
+
+    return datetime.now(timezone.utc)
+
+
+def _date_param(value: Any) -> date | None:
+    if value in (None, ""):
+        return None
+    return value if isinstance(value, date) else date.fromisoformat(str(value).strip()[:10])
+
+
+def _cap(report: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Keep a report small enough for XCom: long lists and dicts are cut, their size kept."""
+    for key in keys:
+        value = report.get(key)
+        if isinstance(value, (list, dict)) and len(value) > REPORT_LIMIT:
+            report[f"{key}_count"] = len(value)
+            report[key] = value[:REPORT_LIMIT] if isinstance(value, list) else dict(list(value.items())[:REPORT_LIMIT])
+        elif isinstance(value, (list, dict)):
+            report[f"{key}_count"] = len(value)
+    return report
+
+
+def _finish(report: dict[str, Any], *keys: str) -> dict[str, Any]:
+    failed = report.get("failed_providers") or {}
+    unbilled = (report.get("billing") or {}).get("skipped") or {}
+    _cap(report, "problems", *keys)
+    if failed or unbilled:
+        what = []
+        if failed:
+            what.append(f"{len(failed)} provider(s) could not be read (" + "; ".join(f"{k}: {v}" for k, v in failed.items()) + ")")
+        if unbilled:  # like the invoicing jobs: finance must not miss an invoice silently
+            items = list(unbilled.items())
+            what.append(f"{len(items)} contract(s) not invoiced for usage (" + "; ".join(f"{k}: {v}" for k, v in items[:20]) + ")")
+        raise JobFailed(f"{report.get('job')} as of {report.get('as_of')}: {' and '.join(what)}. "
+                        "Everything else was done and recorded (reasons also in job_exception); fix and rerun: it is safe.")
+    return report
+
+
+def sync_subscriptions_from_provider(as_of: AsOf) -> dict[str, Any]:
+    """Sync Subscriptions From Provider to Tenant (w365.sync)."""
+    from w365.sync import sync_subscriptions
+
+    report = sync_subscriptions(as_of_date(as_of), now=_audit_now())
+    for p in report["providers"]:
+        _cap(p, "changed", "created", "quarantined", "customers_failed")
+    return _finish(report)
+
+
+def sync_daily_usage_data(as_of: AsOf, day: Any = None) -> dict[str, Any]:
+    """Sync Daily Usage Data (interim, not billed) for ``day`` (default: the day before as_of)."""
+    from w365.usage import sync_usage
+
+    run_date = as_of_date(as_of)
+    report = sync_usage("interim", _date_param(day) or run_date - timedelta(days=1), as_of=run_date, now=_audit_now())
+    for p in report["providers"]:
+        _cap(p, "held_back")
+    return _finish(report)
+
+
+def sync_usage_data(as_of: AsOf, day: Any = None, month: Any = None, bill: bool | str = True) -> dict[str, Any]:
+    """Sync Usage Data (final) for ``day`` (default: the day before); on the 1st of a month (or
+    for ``month`` = YYYY-MM) invoice the month before's usage."""
+    from w365.usage import sync_final_usage
+
+    month_date = date.fromisoformat(f"{str(month).strip()[:7]}-01") if month not in (None, "") else None
+    report = sync_final_usage(as_of_date(as_of), day=_date_param(day), bill_month=month_date, bill=_flag(bill), now=_audit_now())
+    for p in report["providers"]:
+        _cap(p, "held_back")
+    if "billing" in report:
+        _cap(report["billing"], "invoices", "skipped")
+    return _finish(report)
+
+
+def azure_threshold_violation_alert(as_of: AsOf, notifier: str | None = None) -> dict[str, Any]:
+    """Azure Threshold Violation Alert: 80% and 100% of each usage subscription's monthly threshold."""
+    from w365.alerts import get_notifier
+    from w365.usage import alert_thresholds
+
+    return _finish(alert_thresholds(as_of_date(as_of), notifier=get_notifier(notifier), now=_audit_now()), "sent")
+
+
+def sync_subscriptions_to_provider_manual(as_of: AsOf, notifier: str | None = None) -> dict[str, Any]:
+    """Sync Subscriptions From Tenant to Provider - Manual: one alert per change awaiting provisioning."""
+    from w365.alerts import get_notifier
+    from w365.provisioning import alert_pending
+
+    report = alert_pending(as_of_date(as_of), notifier=get_notifier(notifier), now=_audit_now())
+    report["problems"] = report.get("failed", {})
+    return _finish(report, "sent")
+
+
+def update_payment_status(as_of: AsOf, path: str | None = None) -> dict[str, Any]:
+    """Update Payment Status of Invoice from Accounting System (file or REST adapter)."""
+    from w365.db.session import session_scope
+    from w365.payments import JOB, source_for, update_payments
+
+    from w365.connections import ConnectionNotFound
+
+    run_date = as_of_date(as_of)
+    try:
+        source = source_for(path or None)
+    except ConnectionNotFound:
+        log.warning("%s: no accounting system configured (connection w365_accounting or param path): nothing done", JOB)
+        return {"job": JOB, "as_of": run_date.isoformat(), "status": "not configured: set connection w365_accounting or param path"}
+    try:
+        with session_scope() as s:
+            result = update_payments(s, source, run_date)
+    finally:
+        source.close()
+    return _finish({"job": JOB, "as_of": run_date.isoformat(), **result.to_dict()}, "updated")
+
+
+def update_pricing_on_product_price(as_of: AsOf, path: str | None = None) -> dict[str, Any]:
+    """Update Pricing on Product Price from the price list (param ``path`` or connection w365_price_list)."""
+    from w365.db.session import session_scope
+    from w365.pricing import JOB, price_list_path, update_pricing
+
+    run_date = as_of_date(as_of)
+    file = price_list_path(path or None)
+    if file is None:
+        log.warning("%s: no price list configured (connection w365_price_list or param path): nothing loaded", JOB)
+        return {"job": JOB, "as_of": run_date.isoformat(), "status": "not configured: set connection w365_price_list or param path"}
+    with session_scope() as s:
+        result = update_pricing(s, file, run_date, now=_audit_now())
+    report = {"job": JOB, "as_of": run_date.isoformat(), **result.to_dict()}
+    report["problems"] = {**result.bad_rows, **result.conflicts}
+    return _finish(report, "bad_rows")
+
+
+def auto_renew_billing_contract(as_of: AsOf) -> dict[str, Any]:
+    """Auto Renew Billing Contract: renew auto-renewing contracts past their end, expire the rest."""
+    from w365.lifecycle import auto_renew
+
+    return _finish(auto_renew(as_of_date(as_of), now=_audit_now()), "renewed", "expired")
+
+
+def update_metrics_on_billing_contract(as_of: AsOf) -> dict[str, Any]:
+    """Update Metrics On Billing Contract: MRR and ACV per contract, with a dated snapshot."""
+    from w365.metrics import update_metrics
+
+    return _finish(update_metrics(as_of_date(as_of), now=_audit_now()))
+
+
+def add_incentive_plan(as_of: AsOf, commission_rate: Any = None) -> dict[str, Any]:
+    """Add Incentive Plan: commission per salesperson from the period's invoiced revenue and margin."""
+    from w365.db.session import session_scope
+    from w365.incentives import add_incentive_plans
+    from w365.incentives import commission_rate as rate_of
+
+    run_date = as_of_date(as_of)
+    rate = rate_of(commission_rate)
+    with session_scope() as s:
+        report = add_incentive_plans(s, run_date, rate=rate, now=_audit_now())
+    return _cap(report, "plans")
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def function_for(dag_id: str) -> Callable[..., dict[str, Any]]:

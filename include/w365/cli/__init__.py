@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "w365.cli.core",
     "w365.cli.changes",
     "w365.cli.billing",
+    "w365.cli.ops",
 )
 
 
