@@ -109,11 +109,11 @@ class FailureNotifier(BaseNotifier):
         subject = f"[w365] {name} failed ({task_id}, as of {as_of_from(context)})"
         body = f"{subject}: {context.get('exception') or context.get('reason') or 'see the task log'}"
         log.error(body)
-        kind = (catalogue._setting("failure_notifier") or "log").strip().lower()
+        kind = (catalogue.setting("failure_notifier") or "log").strip().lower()
         if kind == "smtp":
             from airflow.providers.smtp.notifications.smtp import SmtpNotifier
 
-            to = catalogue._setting("failure_email")
+            to = catalogue.setting("failure_email")
             if not to:
                 log.error("[w365] failure_notifier = smtp but [w365] failure_email is not set: no mail sent")
                 return
@@ -347,7 +347,7 @@ def full_cycle_tasks(dag_id: str) -> Any:
 
 
 def invoice_shards() -> int:
-    value = catalogue._setting("invoice_shards")
+    value = catalogue.setting("invoice_shards")
     return max(1, int(value)) if value else DEFAULT_SHARDS
 
 

@@ -17,6 +17,7 @@ Environment form: ``AIRFLOW__W365__TIMEZONE``, ``AIRFLOW__W365__SCHEDULE_<DAG_ID
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -268,25 +269,35 @@ def get(dag_id: str) -> Job:
         raise UnknownJob(dag_id) from None
 
 
-def _setting(key: str) -> str | None:
-    """A [w365] option from Airflow's configuration, or its environment variable."""
+def setting(key: str) -> str | None:
+    """A ``[w365]`` option: its environment variable, else Airflow's configuration.
+
+    Inside Airflow (DAG parsing, tasks, the api-server) Airflow's configuration is already loaded
+    and is asked directly. Elsewhere (the ``w365`` CLI) ``$AIRFLOW_HOME/airflow.cfg`` is read as a
+    plain INI file rather than importing Airflow, which would reconfigure logging and cost a second.
+    """
     env = os.environ.get(f"AIRFLOW__W365__{key.upper()}")
     if env:
         return env
-    try:
-        from airflow.configuration import conf  # already loaded inside Airflow: no I/O
-    except Exception:  # noqa: BLE001 - outside Airflow
-        return None
-    value = conf.get("w365", key, fallback=None)
-    return value or None
+    if "airflow.configuration" in sys.modules:
+        from airflow.configuration import conf
+
+        value = conf.get("w365", key, fallback=None)
+        return value or None
+    import configparser
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    cfg.read(os.path.join(home, "airflow.cfg"))
+    return cfg.get("w365", key, fallback=None) or None
 
 
 def timezone_name() -> str:
-    return _setting("timezone") or DEFAULT_TIMEZONE
+    return setting("timezone") or DEFAULT_TIMEZONE
 
 
 def schedule_for(job: Job) -> list[str]:
-    override = _setting(f"schedule_{job.dag_id}")
+    override = setting(f"schedule_{job.dag_id}")
     if override:
         return [c.strip() for c in override.split(";") if c.strip()]
     return job.crons

@@ -150,25 +150,22 @@ def _reference_data(session: Session, now: datetime) -> dict[str, Any]:
     session.flush()
     products = {p.sku: p for p in session.scalars(select(Product))}
     pc = providers["Microsoft Partner Center"]
+    existing = {(pp.product_id, pp.sales_unit, pp.currency) for pp in session.scalars(select(ProductPrice))}
     for sku, name, kind, monthly, cost_share in PRODUCTS:
-        if sku in products:
-            continue
-        prod = Product(sku=sku, name=name, kind=kind, provider_id=pc.id, offer_id=sku if kind != "one_time" else None)
-        session.add(prod)
-        session.flush()
-        products[sku] = prod
-        for cur, rate in RATES.items():
+        prod = products.get(sku)
+        if prod is None:
+            prod = Product(sku=sku, name=name, kind=kind, provider_id=pc.id, offer_id=sku if kind != "one_time" else None)
+            session.add(prod)
+            session.flush()
+            products[sku] = prod
+        for cur, rate in RATES.items():  # the demo's list prices, where the catalogue has none
             sell = _money(Decimal(monthly) * rate, cur)
             cost = _money(sell * Decimal(cost_share), cur)
-            unit = "ONE_TIME" if kind == "one_time" else "MONTHLY"
-            session.add(ProductPrice(product_id=prod.id, sales_unit=unit, currency=cur, selling_price=sell, cost_price=cost, effective_from=date(2020, 1, 1), created_at=now))
-            if kind == "license":
-                session.add(
-                    ProductPrice(
-                        product_id=prod.id, sales_unit="ANNUAL", currency=cur, selling_price=_money(sell * 12, cur),
-                        cost_price=_money(cost * 12, cur), effective_from=date(2020, 1, 1), created_at=now,
-                    )
-                )
+            units = [("ONE_TIME" if kind == "one_time" else "MONTHLY", 1)] + ([("ANNUAL", 12)] if kind == "license" else [])
+            for unit, months in units:
+                if (prod.id, unit, cur) not in existing:
+                    session.add(ProductPrice(product_id=prod.id, sales_unit=unit, currency=cur, selling_price=_money(sell * months, cur),
+                                             cost_price=_money(cost * months, cur), effective_from=date(2020, 1, 1), created_at=now))
     for cur, rate in RATES.items():
         if cur != "USD" and session.scalar(select(func.count()).select_from(ExchangeRate).where(ExchangeRate.from_currency == "USD", ExchangeRate.to_currency == cur)) == 0:
             session.add(ExchangeRate(from_currency="USD", to_currency=cur, rate=rate, effective_from=date(2020, 1, 1)))

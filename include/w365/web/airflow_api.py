@@ -44,7 +44,7 @@ def caller_token(request: Request) -> str | None:
 
 def api_base_url() -> str:
     """This api-server's own base URL (no trailing slash); see the module docstring."""
-    explicit = catalogue._setting("airflow_api_url")
+    explicit = catalogue.setting("airflow_api_url")
     if explicit:
         return explicit.rstrip("/")
     from airflow.configuration import conf
