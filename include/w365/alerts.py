@@ -36,7 +36,7 @@ from typing import Any, Callable, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from w365.catalogue import setting
+from w365 import catalogue
 from w365.connections import import_airflow
 from w365.db.models import AlertSent
 from w365.errors import W365Error
@@ -60,12 +60,7 @@ class Notifier(Protocol):
 
 def setting(key: str, default: str | None = None) -> str | None:
     """A ``[w365]`` option (``AIRFLOW__W365__<KEY>``, else Airflow's configuration)."""
-    if not os.environ.get(f"AIRFLOW__W365__{key.upper()}"):
-        try:
-            import_airflow("airflow.configuration")  # load it without it taking over the CLI's logging
-        except Exception:  # noqa: BLE001 - no Airflow: the environment only
-            pass
-    return setting(key) or default
+    return catalogue.setting(key) or default
 
 
 def recipients(*candidates: str | None) -> tuple[str, ...]:
