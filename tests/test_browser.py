@@ -246,12 +246,18 @@ def toggle(driver: Any, dag_id: str = DAG) -> Any:
 
 
 def flash(driver: Any, kind: str) -> str:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    el = WebDriverWait(driver, 30).until(
+    el = WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: d.find_element(By.ID, "flash") if "flash " + kind in (d.find_element(By.ID, "flash").get_attribute("class") or "")
         and d.find_element(By.ID, "flash").is_displayed() else False)
+    for _ in range(5):  # the page may reload under us once more
+        try:
+            return el.text
+        except StaleElementReferenceException:
+            el = driver.find_element(By.ID, "flash")
     return el.text
 
 
@@ -287,6 +293,7 @@ def test_viewer_sees_the_jobs_inside_airflow_but_cannot_toggle(standalone: dict[
 
 
 def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[str, Any]) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -300,8 +307,10 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
         shot(driver, "admin-02-scheduled-jobs")
         toggle(driver)
         message = flash(driver, "ok")  # shown after the page reloaded with Airflow's new state
-        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-dag-id="{DAG}"]')
-                                        .get_attribute("data-active") == ("true" if before else "false"))
+        # The page reloads after the toggle: an element found just before may go stale.
+        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: d.find_element(By.CSS_SELECTOR, f'tr[data-dag-id="{DAG}"]').get_attribute("data-active")
+            == ("true" if before else "false"))
         shot(driver, "admin-03-toggled")
         assert airflow_is_paused(af) == (not before), "Airflow's pause state follows the admin's toggle"
         assert ("enabled" if before else "disabled") in message, message
