@@ -45,7 +45,7 @@ from w365.subscriptions import ChangeRequest, get_tenant, label, lcl_values, sta
 log = logging.getLogger(__name__)
 
 DUE_STATUSES = (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE)
-BATCH = 1000
+BATCH = 2000
 
 
 @dataclass
