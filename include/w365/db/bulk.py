@@ -85,11 +85,20 @@ def _processors(session: Session, table: Table, columns: Sequence[str]) -> list[
 
 
 def _text_converter(session: Session, column: Any) -> Any:
-    """Column value -> COPY text, through the column's converter."""
+    """Column value -> COPY text, through the column's converter (one function call a value on
+    the common types: this runs for every cell of every bulk insert)."""
+    from sqlalchemy import Date, Integer, String
+
+    from w365.db.types import ExactDecimal, UTCDateTime
+
     conv = _converter(session, column)
     t = column.type
-    from sqlalchemy import Integer, String
-
+    if isinstance(t, ExactDecimal):
+        return lambda v: NULL if v is None else format(conv(v), "f")
+    if isinstance(t, UTCDateTime):
+        return lambda v: NULL if v is None else conv(v).isoformat()
+    if isinstance(t, Date):
+        return lambda v: NULL if v is None else v.isoformat()
     if conv is None and isinstance(t, (Integer, String)) and not isinstance(t, Boolean):
         return lambda v: NULL if v is None else str(v)
     if conv is None:
