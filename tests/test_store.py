@@ -117,3 +117,20 @@ def test_m1_negative_prices_refused_by_the_database(store, session):
         session.execute(text("UPDATE subscription SET selling_price = '-1.00' WHERE id = :s"), {"s": sub.id})
         session.commit()
     session.rollback()
+
+
+def test_store_url_from_the_w365_billing_connection(monkeypatch):
+    """Issue 2 / SPEC P4: W365_DATABASE_URL first, else the Airflow Connection w365_billing (its
+    environment form, URI or JSON), else a SQLite file beside Airflow's home."""
+    from w365.db.session import database_url
+
+    monkeypatch.delenv("W365_DATABASE_URL", raising=False)
+    monkeypatch.setenv("AIRFLOW_HOME", "/srv/airflow")
+    monkeypatch.delenv("AIRFLOW_CONN_W365_BILLING", raising=False)
+    assert database_url() == "sqlite:////srv/airflow/w365.db"
+    monkeypatch.setenv("AIRFLOW_CONN_W365_BILLING", "postgresql://w365:s%40cret@postgres:5432/w365")
+    assert database_url() == "postgresql+psycopg2://w365:s%40cret@postgres:5432/w365"
+    monkeypatch.setenv("AIRFLOW_CONN_W365_BILLING", '{"conn_type": "postgres", "host": "db", "login": "u", "password": "pw", "port": 5433, "schema": "w365"}')
+    assert database_url() == "postgresql+psycopg2://u:pw@db:5433/w365"
+    monkeypatch.setenv("W365_DATABASE_URL", "sqlite:////tmp/x.db")
+    assert database_url() == "sqlite:////tmp/x.db"

@@ -52,6 +52,17 @@ class ConnectionInfo:
 
     __str__ = __repr__
 
+    def sqlalchemy_url(self) -> str:
+        """A database connection as a SQLAlchemy URL (the billing store's ``w365_billing``)."""
+        from sqlalchemy.engine import URL
+
+        kind = (self.conn_type or "").lower()
+        if kind in ("postgres", "postgresql"):
+            return URL.create("postgresql+psycopg2", self.login, self.password, self.host, self.port, self.schema).render_as_string(hide_password=False)
+        if kind == "sqlite":
+            return f"sqlite:///{self.host or self.schema or ''}"
+        raise W365Error(f"connection {self.conn_id!r} is a {self.conn_type!r} connection, not a database (postgres or sqlite)")
+
     def base_url(self) -> str:
         """``extra.base_url``, or scheme://host[:port][/schema] (scheme from the connection type,
         ``extra.scheme``, or a scheme written into ``host``; https by default)."""

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Optional
+from typing import Any, Optional
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
@@ -349,23 +349,13 @@ def write_lcl(
     before: State,
     after: State,
     *,
-    day: date,
-    effective_at: datetime,
-    source: ChangeSource,
-    provider_kind: ProviderKind,
-    now: datetime,
-    slcl_id: int | None = None,
-    apply_refund: bool = True,
-    created_by: str | None = None,
-    note: str | None = None,
     flush: bool = True,
+    **change: Any,
 ) -> LicenseChangeLog:
-    """Append one LCL and set the subscription to its "after" values, in the caller's transaction."""
-    lcl = LicenseChangeLog(**lcl_values(
-        sub.id, before, after, day=day, effective_at=effective_at, source=source, provider_kind=provider_kind, now=now,
-        slcl_id=slcl_id, apply_refund=apply_refund, created_by=created_by, note=note,
-    ))
-    for key, value in state_values(after, now).items():
+    """Append one LCL and set the subscription to its "after" values, in the caller's transaction.
+    ``change``: the keyword arguments of :func:`lcl_values` (day, effective_at, source, ...)."""
+    lcl = LicenseChangeLog(**lcl_values(sub.id, before, after, **change))
+    for key, value in state_values(after, change["now"]).items():
         setattr(sub, key, value)
     session.add(lcl)
     if flush:

@@ -46,18 +46,17 @@ def _normalise(url: str) -> str:
 
 
 def _from_airflow_connection() -> str | None:
-    env = os.environ.get("AIRFLOW_CONN_" + CONNECTION_ID.upper())
-    if env:
-        return env
-    if not os.environ.get("AIRFLOW_CTX_DAG_ID") and not os.environ.get("W365_USE_AIRFLOW_CONNECTION"):
+    """The store from the Airflow Connection ``w365_billing`` (env ``AIRFLOW_CONN_W365_BILLING``
+    in URI or JSON form, or Airflow's secrets inside a task); None if there is none."""
+    if not (os.environ.get("AIRFLOW_CONN_" + CONNECTION_ID.upper()) or os.environ.get("AIRFLOW_CTX_DAG_ID")
+            or os.environ.get("W365_USE_AIRFLOW_CONNECTION")):
         return None
-    try:  # inside a task: Airflow's secrets backends, then its API
-        from airflow.sdk import BaseHook
+    from w365.connections import ConnectionNotFound, get_connection
 
-        conn = BaseHook.get_connection(CONNECTION_ID)
-    except Exception:  # noqa: BLE001 - no such connection: fall back to the default
+    try:
+        return get_connection(CONNECTION_ID).sqlalchemy_url()
+    except ConnectionNotFound:
         return None
-    return conn.get_uri()
 
 
 def database_url() -> str:
