@@ -30,6 +30,8 @@ export AIRFLOW__CORE__EXECUTOR="${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}"
 export AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="${AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS:-admin:admin,viewer:viewer}"
 export AIRFLOW__API__HOST="${AIRFLOW__API__HOST:-127.0.0.1}"
 export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
+# Task runners reach the api-server's execution API here (follows a changed host or port).
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://${AIRFLOW__API__HOST}:${AIRFLOW__API__PORT}/execution/}"
 # The tenant's time zone for DAG schedules ([w365] timezone); the demo tenant is in Los Angeles.
 export AIRFLOW__W365__TIMEZONE="${AIRFLOW__W365__TIMEZONE:-America/Los_Angeles}"
 mkdir -p "$AIRFLOW_HOME"
