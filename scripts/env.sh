@@ -35,3 +35,16 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_S
 # The tenant's time zone for DAG schedules ([w365] timezone); the demo tenant is in Los Angeles.
 export AIRFLOW__W365__TIMEZONE="${AIRFLOW__W365__TIMEZONE:-America/Los_Angeles}"
 mkdir -p "$AIRFLOW_HOME"
+
+# The demo tenant's providers read export files written by `w365 demo provider-files` (only when
+# that demo marker exists, and never over a connection you set yourself).
+w365_demo_connections() {
+  local files="$AIRFLOW_HOME/provider-files"
+  [ -e "$files/.w365-demo" ] || return 0
+  local conn
+  for conn in partner_center distributor_files; do
+    local var="AIRFLOW_CONN_$(echo "$conn" | tr '[:lower:]' '[:upper:]')"
+    [ -n "${!var:-}" ] || export "$var={\"conn_type\": \"fs\", \"extra\": {\"path\": \"$files/$conn\"}}"
+  done
+}
+w365_demo_connections

@@ -16,6 +16,8 @@ w365 db upgrade
 if [ "$(w365 tenant show --json | python -c 'import json,sys; print(json.load(sys.stdin)["name"])')" = "default" ]; then
   echo "== loading the demo tenant"
   w365 demo load --timezone "$AIRFLOW__W365__TIMEZONE"
+  w365 demo provider-files "$AIRFLOW_HOME/provider-files"
+  w365_demo_connections
 fi
 
 # Logins: admin (toggles jobs, retries SLCLs) and viewer (reads only). Passwords are generated

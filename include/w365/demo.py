@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, insert, select, text, update
@@ -313,3 +314,70 @@ def _lcl_row(lcl_id: int, sid: int, before: State, after: State, day: date, tz: 
         "slcl_id": None, "provisioning_status": "provisioned",
         "provisioned_at": tenant_time.scheduled_instant(day, direction, tz), "created_at": now,
     }
+
+
+DEMO_MARKER = ".w365-demo"
+USAGE_METERS = (("9b5b0b7a-0001", "Virtual Machines D2s v5", "1 Hour", "0.096"), ("9b5b0b7a-0002", "Blob Storage LRS", "1 GB/Month", "0.0184"))
+
+
+def write_provider_files(session: Session, folder: Path, as_of: date, days: int = 35, seed: int = 365) -> dict[str, int]:
+    """Export files for the demo's API providers, in Partner Center's shapes (file-drop format,
+    docs/integrations.md): one folder per provider connection, with ``subscriptions.json`` that
+    matches the store (so a sync finds nothing to change) and ``usage/{interim,final}/DAY.csv``
+    for the Azure plans over the ``days`` before ``as_of``. Lets the embedded default run every
+    sync job end to end without a provider account."""
+    import csv as _csv
+    import json as _json
+
+    rng = random.Random(seed)
+    subs = session.execute(
+        select(Subscription, Customer.provider_tenant_id, Product.offer_id, Product.name, Product.kind, Provider.connection_id,
+               BillingContract.frequency)
+        .join(Customer, Customer.id == Subscription.customer_id)
+        .join(Product, Product.id == Subscription.product_id)
+        .join(Provider, Provider.id == Subscription.provider_id)
+        .join(BillingContract, BillingContract.id == Subscription.contract_id)
+        .where(Provider.connection_id.is_not(None), Subscription.provider_subscription_id.is_not(None))
+        .order_by(Subscription.id)
+    ).all()
+    status = {"active": "active", "suspended": "suspended", "deactivated": "deleted", "pending": "pending"}
+    # Every API provider gets its folder, with or without subscriptions.
+    by_conn: dict[str, list] = {c: [] for c in session.scalars(select(Provider.connection_id).where(Provider.connection_id.is_not(None)))}
+    usage: dict[str, list] = {}
+    for sub, tenant_id, offer_id, product_name, kind, conn_id, frequency in subs:
+        by_conn.setdefault(conn_id, []).append({
+            "id": sub.provider_subscription_id, "customerId": tenant_id, "offerId": offer_id, "offerName": product_name,
+            "friendlyName": sub.name, "quantity": sub.quantity, "unitType": "Licenses" if kind.value == "license" else "Usage-based",
+            "status": status[sub.status.value], "autoRenewEnabled": True,
+            "billingCycle": "annual" if frequency in ("ANNUAL", "TRIENNIAL", "SEMIANNUAL") else "monthly",
+            "effectiveStartDate": f"{sub.start_date.isoformat()}T00:00:00Z", "creationDate": f"{sub.start_date.isoformat()}T00:00:00Z",
+        })
+        if kind.value == "usage" and sub.status.value == "active":
+            usage.setdefault(conn_id, []).append((sub, tenant_id))
+    counts = {"subscriptions": 0, "usage_files": 0}
+    for conn_id, records in by_conn.items():
+        root = folder / conn_id
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "subscriptions.json").write_text(_json.dumps({"items": records}, indent=1))
+        counts["subscriptions"] += len(records)
+        for n in range(1, days + 1):
+            day = as_of - timedelta(days=n)
+            rows = []
+            for sub, tenant_id in usage.get(conn_id, []):
+                if day < sub.start_date:
+                    continue
+                for meter_id, meter_name, unit, price in USAGE_METERS:
+                    qty = Decimal(rng.randrange(5, 400)) / 4
+                    rows.append([tenant_id, sub.provider_subscription_id, meter_id, meter_name, unit, day.isoformat(), qty,
+                                 price, round_half_up(qty * Decimal(price), 2), sub.currency])
+            for kind in ("interim", "final"):
+                path = root / "usage" / kind / f"{day.isoformat()}.csv"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("w", newline="") as fh:
+                    w = _csv.writer(fh)
+                    w.writerow(["customerId", "subscriptionId", "meterId", "meterName", "unitOfMeasure", "usageDate", "quantity",
+                                "unitPrice", "preTaxTotal", "currency"])
+                    w.writerows(rows)
+                counts["usage_files"] += 1
+    (folder / DEMO_MARKER).write_text(f"demo provider files for {as_of}\n")
+    return counts

@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=demo_load)
 
+    p = ds.add_parser("provider-files", help="write provider export files matching the demo (file-drop format) for the sync jobs")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="usage files for the days before this tenant date (default: today)")
+    p.add_argument("--days", type=int, default=35)
+    add_json_flag(p)
+    p.set_defaults(handler=demo_provider_files)
+
     p = sub.add_parser("import", help="initial data load from a folder of CSV files (all or nothing)")
     p.add_argument("folder", type=Path, help="folder with providers/customers/products/prices/contracts/subscriptions.csv")
     add_json_flag(p)
@@ -138,6 +145,22 @@ def demo_load(args: argparse.Namespace) -> int:
         print_json(stats)
     else:
         print("demo tenant loaded: " + ", ".join(f"{v} {k}" for k, v in stats.items()))
+    return 0
+
+
+def demo_provider_files(args: argparse.Namespace) -> int:
+    from w365 import tenant_time
+    from w365.db.session import session_scope
+    from w365.demo import write_provider_files
+    from w365.subscriptions import get_tenant
+
+    with session_scope() as s:
+        as_of = args.as_of or tenant_time.today(get_tenant(s).time_zone)
+        counts = write_provider_files(s, args.folder, as_of, args.days)
+    if args.json:
+        print_json(counts)
+    else:
+        print(f"wrote {counts['subscriptions']} subscriptions and {counts['usage_files']} usage files under {args.folder}")
     return 0
 
 

@@ -44,12 +44,14 @@ def client_for(provider: Any, **http_kwargs: Any) -> ProviderClient:
     if not provider.connection_id:
         raise W365Error(f"provider {provider.name!r} ({kind}) has no connection_id")
     conn = get_connection(provider.connection_id)
+    if kind == "file" or (conn.conn_type or "").lower() in ("fs", "file"):
+        # A folder connection: the provider's exports in its own shapes (a Partner Center export
+        # works as well as a distributor's), read by the file-drop client.
+        from w365.providers.file_drop import FileDropProvider
+
+        return FileDropProvider.from_connection(conn)
     if kind == "partner_center":
         from w365.providers.partner_center import PartnerCenterClient
 
         return PartnerCenterClient.from_connection(conn, **http_kwargs)
-    if kind == "file":
-        from w365.providers.file_drop import FileDropProvider
-
-        return FileDropProvider.from_connection(conn)
     raise W365Error(f"provider {provider.name!r} has an unknown kind {kind!r}")
