@@ -18,6 +18,7 @@ from sqlalchemy import Boolean, Table, insert, text, update
 from sqlalchemy.orm import Session
 
 NULL = r"\N"
+COPY_UPDATE_MIN = 500  # from this many rows an UPDATE goes through COPY and a scratch table
 
 
 def _table(model_or_table: Any) -> Table:
@@ -84,26 +85,39 @@ def _processors(session: Session, table: Table, columns: Sequence[str]) -> list[
     return [_converter(session, table.c[c]) for c in columns]
 
 
-def _text_converter(session: Session, column: Any) -> Any:
-    """Column value -> COPY text, through the column's converter (one function call a value on
-    the common types: this runs for every cell of every bulk insert)."""
+def _text_column(session: Session, column: Any, values: list[Any]) -> list[str]:
+    """One column's values -> COPY text, through the column's converter. Column-wise, with a
+    builtin doing the common cases, because this runs for every cell of every bulk insert."""
     from sqlalchemy import Date, Integer, String
 
     from w365.db.types import ExactDecimal, UTCDateTime
+    from w365.money import MoneyError
 
-    conv = _converter(session, column)
     t = column.type
+    has_null = None in values
     if isinstance(t, ExactDecimal):
-        return lambda v: NULL if v is None else format(conv(v), "f")
+        scale = t.scale
+        if not all(type(v) is Decimal for v in values if v is not None):
+            conv = _converter(session, column)
+            values = [conv(v) for v in values]
+        text = [NULL if v is None else format(v, "f") for v in values] if has_null else [format(v, "f") for v in values]
+        for v, s in zip(values, text):  # refuse, never round, a value finer than the column
+            dot = s.find(".")
+            if dot >= 0 and len(s) - dot - 1 > scale:
+                raise MoneyError(f"{column.table.name}.{column.name}: {v} has more than {scale} decimal places")
+        return text
+    if isinstance(t, Date) and not isinstance(t, UTCDateTime):
+        return [NULL if v is None else v.isoformat() for v in values] if has_null else [v.isoformat() for v in values]
+    conv = _converter(session, column)
     if isinstance(t, UTCDateTime):
-        return lambda v: NULL if v is None else conv(v).isoformat()
-    if isinstance(t, Date):
-        return lambda v: NULL if v is None else v.isoformat()
-    if conv is None and isinstance(t, (Integer, String)) and not isinstance(t, Boolean):
-        return lambda v: NULL if v is None else str(v)
+        return [NULL if v is None else conv(v).isoformat() for v in values]
+    if isinstance(t, Boolean):
+        return [NULL if v is None else ("t" if v else "f") for v in values]
+    if conv is None and isinstance(t, (Integer, String)):
+        return [NULL if v is None else str(v) for v in values] if has_null else list(map(str, values))
     if conv is None:
-        return _text
-    return lambda v: _text(conv(v))
+        return [_text(v) for v in values]
+    return [_text(conv(v)) for v in values]
 
 
 def _text(value: Any) -> str:
@@ -118,21 +132,24 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _defaults(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Fill Python-side column defaults (created_at, flags) the way an ORM insert would."""
-    columns = list(rows[0].keys())
-    extra = [c for c in table.c if c.name not in columns and c.default is not None and not c.primary_key]
-    if extra:
-        filled = []
-        for r in rows:
-            r = dict(r)
-            for c in extra:
-                arg = c.default.arg  # type: ignore[union-attr]
-                r[c.name] = arg(None) if callable(arg) else arg
-            filled.append(r)
-        rows = filled
-        columns += [c.name for c in extra]
-    return columns, rows
+def _columns(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as columns, with Python-side column defaults (created_at, flags) filled the way
+    an ORM insert would."""
+    names = list(rows[0].keys())
+    cols = {c: [r[c] for r in rows] for c in names}
+    for c in table.c:
+        if c.name not in cols and c.default is not None and not c.primary_key:
+            arg = c.default.arg  # type: ignore[union-attr]
+            cols[c.name] = [arg(None) for _ in rows] if callable(arg) else [arg] * len(rows)
+    return cols
+
+
+def _copy(session: Session, table_name: str, columns: list[str], cells: list[list[str]]) -> None:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(zip(*cells))
+    buf.seek(0)
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.copy_expert(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buf)
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, return_ids: bool = False) -> list[int]:
@@ -140,26 +157,20 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, ret
     if not rows:
         return []
     table = _table(model)
-    columns, rows = _defaults(table, rows)
+    cols = _columns(table, rows)
     if session.get_bind().dialect.name != "postgresql":
+        records = [dict(zip(cols, values)) for values in zip(*cols.values())]
         if return_ids:
-            return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), rows))
-        session.execute(insert(table), rows)
+            return list(session.scalars(insert(table).returning(table.c.id, sort_by_parameter_order=True), records))
+        session.execute(insert(table), records)
         return []
     ids: list[int] = []
     if return_ids:
         ids = list(session.scalars(
             text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"), {"t": table.name, "n": len(rows)}
         ))
-        columns = ["id"] + columns
-        rows = [dict(r, id=i) for r, i in zip(rows, ids)]
-    convert = [_text_converter(session, table.c[c]) for c in columns]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerows([[f(r[c]) for c, f in zip(columns, convert)] for r in rows])
-    buf.seek(0)
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.copy_expert(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buf)
+        cols = {"id": ids, **cols}
+    _copy(session, table.name, list(cols), [_text_column(session, table.c[c], v) for c, v in cols.items()])
     return ids
 
 
@@ -172,14 +183,23 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
     if dialect.name != "postgresql":
         session.execute(update(model), rows)  # ORM bulk UPDATE by primary key
         return
+    columns = ["id"] + [k for k in rows[0] if k != "id"]
+    sets = ", ".join(f"{c} = v.{c}" for c in columns[1:])
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    if len(rows) >= COPY_UPDATE_MIN:
+        # Many rows: COPY them into a scratch table shaped like the target's columns (the same
+        # fast text as inserts), then one UPDATE ... FROM it.
+        scratch = f"w365_update_{table.name}"
+        cursor.execute(f"CREATE TEMP TABLE {scratch} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA")
+        _copy(session, scratch, columns, [_text_column(session, table.c[c], [r[c] for r in rows]) for c in columns])
+        cursor.execute(f"UPDATE {table.name} AS t SET {sets} FROM {scratch} AS v WHERE t.id = v.id")
+        cursor.execute(f"DROP TABLE {scratch}")
+        return
     from psycopg2.extras import execute_values
 
-    columns = ["id"] + [k for k in rows[0] if k != "id"]
     procs = _processors(session, table, columns)
     casts = [table.c[c].type.dialect_impl(dialect).compile(dialect=dialect) for c in columns]
     template = "(" + ", ".join(f"%s::{t}" for t in casts) + ")"
-    sets = ", ".join(f"{c} = v.{c}" for c in columns[1:])
     sql = f"UPDATE {table.name} AS t SET {sets} FROM (VALUES %s) AS v({', '.join(columns)}) WHERE t.id = v.id"
     data = [tuple(p(r[c]) if p else r[c] for c, p in zip(columns, procs)) for r in rows]
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    execute_values(cursor, sql, data, template=template, page_size=1000)
+    execute_values(cursor, sql, data, template=template, page_size=len(rows))
