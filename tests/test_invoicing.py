@@ -232,6 +232,35 @@ def test_m2_gapless_numbering_and_totals_are_sums_of_rounded_lines(store, sessio
         assert inv.total == sum(l.amount for l in _lines(session, inv.number))
 
 
+def test_j6_a_failed_batch_leaves_earlier_batches_and_a_rerun_bills_the_rest_once(store, session, monkeypatch):
+    """One transaction per batch (on PostgreSQL the next batch is planned while one is written):
+    a batch that fails writes nothing, the batches before it stay, and a rerun finishes the job."""
+    import w365.invoicing.dispatcher as dispatcher
+
+    for i in range(5):
+        c = f.contract(session, f.customer(session, f"C{i}"), start=date(2025, 12, 1), number=f"BC-{i}")
+        f.subscription(session, c, quantity=1, price="10.00")
+    session.commit()
+    real_write, calls = dispatcher.write_plans, []
+
+    def failing_second_batch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full while writing batch 2")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(dispatcher, "write_plans", failing_second_batch)
+    with pytest.raises(OSError, match="batch 2"):
+        generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine, batch=2)
+    assert [i.contract_id for i in _invoices(session)] == [c.id for c in session.scalars(select(BillingContract).order_by(BillingContract.id)).all()[:2]]
+    monkeypatch.setattr(dispatcher, "write_plans", real_write)
+    report = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine, batch=2)
+    assert sorted(i.contract for i in report.invoices) == ["BC-2", "BC-3", "BC-4"]
+    per_contract = f.fresh(session).execute(select(Invoice.contract_id, func.count()).group_by(Invoice.contract_id)).all()
+    assert len(per_contract) == 5 and all(n == 1 for _, n in per_contract)
+    assert [i.sequence for i in _invoices(session)] == [1, 2, 3, 4, 5]  # the failed batch gave its numbers back
+
+
 def test_preview_writes_nothing_and_exports_are_auditable(store, session):
     c = f.contract(session, f.customer(session), start=date(2025, 12, 1), number="BC-P")
     f.subscription(session, c)

@@ -14,7 +14,7 @@ Two folds, both over plain values so they can be tested without a database:
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Iterable, Sequence
@@ -154,34 +154,44 @@ class BillingTimeline:
     def _build(self) -> None:
         if not self.changes:
             return
-        # Apply in (bill_from, write order): each change sets the fields it changes.
+        # Apply in (bill_from, write order): each change sets the fields it changes. (Spelled
+        # out field by field: this runs for every subscription of every billing run.)
         ordered = sorted(self.changes, key=lambda c: (c.bill_from, c.order))
         first = min(self.changes, key=lambda c: c.order)
-        values: dict[str, object] = {}
-        setters: dict[str, Change] = {}
+        values: list[object] = []
+        setters: list[Change] = []
         days: list[date] = []
         for ch in ordered:
             if ch is first or not values:
                 # The first change (activation/import) defines every field.
-                base = ch.after if ch is first else ch.before
-                for f in FIELDS:
-                    values[f] = getattr(base, f)
-                    setters[f] = ch
-                if ch is not first:
-                    values.update(ch.changed())
+                b = ch.after if ch is first else ch.before
+                values = [b.quantity, b.selling_price, b.cost_price, b.sales_unit, b.status]
+                setters = [ch] * 5
+                if ch is first:
+                    b = ch.after  # nothing more to lay over
             else:
-                for f, v in ch.changed().items():
-                    # A later-written change on the same day wins; an earlier-written one
-                    # with a later bill_from is applied later and so also wins from its day.
-                    values[f] = v
-                    setters[f] = ch
+                b = ch.before
+            a = ch.after
+            if a is not b:
+                # A later-written change on the same day wins; an earlier-written one with a
+                # later bill_from is applied later and so also wins from its day.
+                if a.quantity != b.quantity:
+                    values[0], setters[0] = a.quantity, ch
+                if a.selling_price != b.selling_price:
+                    values[1], setters[1] = a.selling_price, ch
+                if a.cost_price != b.cost_price:
+                    values[2], setters[2] = a.cost_price, ch
+                if a.sales_unit != b.sales_unit:
+                    values[3], setters[3] = a.sales_unit, ch
+                if a.status != b.status:
+                    values[4], setters[4] = a.status, ch
             if days and days[-1] == ch.bill_from:
                 self._states.pop()
                 days.pop()
-            state = State(**values)  # type: ignore[arg-type]
-            srcs = tuple(sorted({s.lcl_id for s in setters.values() if s.lcl_id is not None}))
-            slcls = tuple(sorted({s.slcl_id for s in setters.values() if s.slcl_id is not None}))
-            no_refund = any(not s.apply_refund for s in setters.values())
+            state = State(*values)  # type: ignore[arg-type]
+            srcs = tuple(sorted({s.lcl_id for s in setters if s.lcl_id is not None}))
+            slcls = tuple(sorted({s.slcl_id for s in setters if s.slcl_id is not None}))
+            no_refund = not all(s.apply_refund for s in setters)
             days.append(ch.bill_from)
             self._states.append(Segment(ch.bill_from, date.max, state, srcs, slcls, no_refund))
         self._points = days
@@ -202,7 +212,8 @@ class BillingTimeline:
             if seg_start >= end:
                 break
             if seg_start < seg_end and self._points[i] <= seg_start:
-                out.append(replace(self._states[i], start=seg_start, end=seg_end))
+                st = self._states[i]
+                out.append(Segment(seg_start, seg_end, st.state, st.sources, st.slcl_sources, st.no_refund))
             i += 1
         return out
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -41,7 +43,7 @@ from w365.db.models import (
     UnitMapping,
 )
 from w365.db.bulk import insert_rows, update_rows
-from w365.db.session import get_engine, is_postgres, session_scope
+from w365.db.session import get_engine, is_postgres, session_factory, session_scope
 from w365.errors import W365Error
 from w365.invoicing.generator import BadContractData, ProposedLine
 from w365.invoicing.loader import ContractBundle, load_bundles, load_rates, load_units, pricer_for, terms_for
@@ -160,6 +162,12 @@ def _plan_batch(
 # Writing a batch
 
 
+@lru_cache(maxsize=4096)
+def _proration(days: int, period_days: int) -> Decimal:
+    """The stored proration factor (M3); a handful of distinct day counts cover every line."""
+    return round_half_up(Fraction(days, period_days), 10)
+
+
 def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
     return {
         "invoice_id": invoice_id,
@@ -175,7 +183,7 @@ def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
         "unit_price": ln.unit_price,
         "days": ln.days,
         "period_days": ln.period_days,
-        "proration_factor": round_half_up(Fraction(ln.days, ln.period_days), 10),
+        "proration_factor": _proration(ln.days, ln.period_days),
         "amount": ln.amount,
         "sales_unit": ln.sales_unit,
         "source_currency": ln.source_currency,
@@ -262,35 +270,75 @@ def _lock(session: Session, ids: Sequence[int]) -> None:
         session.execute(select(BillingContract.id).where(BillingContract.id.in_(ids)).order_by(BillingContract.id).with_for_update())
 
 
-def _run_batch(
-    engine: Engine, ids: list[int], kind: str, *, as_of: date, horizon: date | None, job: str, dry_run: bool, report: RunReport
-) -> None:
-    with session_scope(engine) as s:
+@dataclass
+class _Batch:
+    """A planned batch whose transaction is still open (its contracts locked), ready to write."""
+
+    session: Session
+    bundles: dict[int, ContractBundle]
+    plans: dict[int, Plan]
+    problems: dict[str, str]
+
+    def write(self, *, as_of: date, job: str) -> list[InvoiceSummary]:
+        s = self.session
+        try:
+            summaries = write_plans(s, self.bundles, self.plans, as_of=as_of, job=job)
+            numbers = [self.bundles[c].contract.number for c in self.plans]
+            record_exceptions(s, job, as_of, "billing_contract", self.problems, cleared=numbers)
+            s.commit()
+            return summaries
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    def abandon(self) -> None:
+        self.session.rollback()
+        self.session.close()
+
+
+def _prepare_batch(
+    engine: Engine, ids: list[int], kind: str, *, horizon: date | None, job: str, dry_run: bool, report: RunReport
+) -> _Batch | None:
+    """Open the batch's transaction, lock, load and plan; None when there is nothing to write."""
+    s = session_factory(engine)()
+    try:
         _lock(s, ids)
         if kind == "full_cycle":
             # Pre-check under the lock: another run may have billed these since we listed them.
             ids = list(s.scalars(select(BillingContract.id).where(BillingContract.id.in_(ids), BillingContract.next_invoice_date <= horizon)))
         bundles = load_bundles(s, ids)
         plans, bad = _plan_batch(s, bundles, kind, horizon=horizon)
-        numbers = {cid: bundles[cid].contract.number for cid in bundles}
-        problems = {numbers[cid]: reason for cid, reason in bad.items()}
-        for key, reason in problems.items():
-            log.warning("%s: contract %s skipped: %s", job, key, reason)
-        report.skipped += [{"contract": k, "reason": r} for k, r in problems.items()]
-        if dry_run:
-            for cid, plan in plans.items():
-                for inv in plan.invoices:
-                    report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
-                    report.lines += len(inv.lines)
-            s.rollback()
-            return
-        summaries = write_plans(s, bundles, plans, as_of=as_of, job=job)
-        record_exceptions(s, job, as_of, "billing_contract", problems, cleared=[numbers[c] for c in plans])
+    except BaseException:
+        s.rollback()
+        s.close()
+        raise
+    numbers = {cid: bundles[cid].contract.number for cid in bundles}
+    problems = {numbers[cid]: reason for cid, reason in bad.items()}
+    for key, reason in problems.items():
+        log.warning("%s: contract %s skipped: %s", job, key, reason)
+    report.skipped += [{"contract": k, "reason": r} for k, r in problems.items()]
+    batch = _Batch(s, bundles, plans, problems)
+    if dry_run:
+        for cid, plan in plans.items():
+            for inv in plan.invoices:
+                report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+                report.lines += len(inv.lines)
+        batch.abandon()
+        return None
+    return batch
+
+
+def _account(report: RunReport, summaries: list[InvoiceSummary]) -> None:
     report.invoices += summaries
     report.lines += sum(x.lines for x in summaries)
 
 
 def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None, job: str, dry_run: bool, engine: Engine | None, batch: int) -> RunReport:  # type: ignore[no-untyped-def]
+    """Batches of contracts, one transaction each. On PostgreSQL the writing of one batch (mostly
+    the database's work) overlaps the loading and planning of the next (mostly Python's): a
+    single writer thread, so batches still commit one after the other, in order."""
     engine = engine or get_engine()
     started = time.monotonic()
     report = RunReport(job=job, as_of=run_date.isoformat(), dry_run=dry_run)
@@ -298,21 +346,59 @@ def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None,
         ids = ids_of(s)
     report.contracts_considered = len(ids)
     log.info("%s: %d contract(s) to consider", job, len(ids))
+
+    def one_by_one(chunk: list[int], exc: IntegrityError) -> None:
+        # Someone else billed part of this batch: redo it a contract at a time; a unique-key
+        # conflict then means "already billed" and is a no-op.
+        log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
+        for cid in chunk:
+            try:
+                b = _prepare_batch(engine, [cid], kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
+                if b is not None:
+                    _account(report, b.write(as_of=run_date, job=job))
+            except IntegrityError:
+                log.info("%s: contract #%d was billed by another run; nothing to do", job, cid)
+
     done = 0
-    for chunk in _chunks(ids, batch):
+    pending: tuple[list[int], Future[list[InvoiceSummary]]] | None = None
+
+    def settle() -> None:
+        nonlocal pending, done
+        if pending is None:
+            return
+        chunk, future = pending
+        pending = None
         try:
-            _run_batch(engine, chunk, kind, as_of=run_date, horizon=horizon, job=job, dry_run=dry_run, report=report)
+            _account(report, future.result())
         except IntegrityError as exc:
-            # Someone else billed part of this batch: redo it a contract at a time; a unique-key
-            # conflict then means "already billed" and is a no-op.
-            log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
-            for cid in chunk:
-                try:
-                    _run_batch(engine, [cid], kind, as_of=run_date, horizon=horizon, job=job, dry_run=dry_run, report=report)
-                except IntegrityError:
-                    log.info("%s: contract #%d was billed by another run; nothing to do", job, cid)
+            one_by_one(chunk, exc)
         done += len(chunk)
         log.info("%s: %d/%d contracts done, %d invoice(s), %d line(s) so far", job, done, len(ids), len(report.invoices), report.lines)
+
+    overlap = is_postgres(engine) and not dry_run  # SQLite has one writer at a time: no overlap
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="w365-invoice-writer") as writer:
+        try:
+            for chunk in _chunks(ids, batch):
+                b = _prepare_batch(engine, chunk, kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
+                try:
+                    settle()  # the previous batch commits before this one writes: numbering stays in order
+                except BaseException:
+                    if b is not None:
+                        b.abandon()
+                    raise
+                future: Future[list[InvoiceSummary]] = Future()
+                if b is None:
+                    future.set_result([])
+                elif overlap:
+                    future = writer.submit(b.write, as_of=run_date, job=job)
+                else:
+                    try:
+                        future.set_result(b.write(as_of=run_date, job=job))
+                    except BaseException as exc:  # noqa: BLE001 - handed to settle() like a writer's error
+                        future.set_exception(exc)
+                pending = (chunk, future)
+        finally:
+            settle()
     report.seconds = round(time.monotonic() - started, 3)
     log.info(report.summary())
     return report

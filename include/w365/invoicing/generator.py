@@ -180,6 +180,8 @@ def _reconcile_period(
 ) -> list[_Run]:
     lo, hi = max(period.start, service[0]), min(period.end, service[1])
     segments = tl.segments(lo, hi) if lo < hi else []
+    if not billed:
+        return _first_billing_runs(sub, segments, period, pricer)
     points = {period.start, period.end}
     for s in segments:
         points.add(s.start)
@@ -229,6 +231,25 @@ def _reconcile_period(
             runs[-1] = _Run(prev.start, b, items, prev.first_billing, prev.lcl_ids | run.lcl_ids, prev.slcl_ids | run.slcl_ids, prev.sales_unit or run.sales_unit, prev.fx_rate or rate)
         else:
             runs.append(run)
+    return runs
+
+
+def _first_billing_runs(sub: SubscriptionInput, segments: Sequence[Segment], period: Period, pricer: Pricer) -> list[_Run]:
+    """``_reconcile_period`` when nothing is billed on the period yet (most lines of a run):
+    the runs are the billable segments themselves, equal neighbours merged."""
+    runs: list[_Run] = []
+    for seg in segments:
+        qty = seg.state.billable_quantity
+        if qty == 0:
+            continue
+        price, rate = pricer.per_period(seg.state.selling_price, seg.state.sales_unit, sub.currency, period)
+        items = ((price, Decimal(qty)),)
+        prev = runs[-1] if runs else None
+        if prev and prev.end == seg.start and prev.delta == items:
+            runs[-1] = _Run(prev.start, seg.end, items, True, prev.lcl_ids | frozenset(seg.sources), prev.slcl_ids | frozenset(seg.slcl_sources),
+                            prev.sales_unit or seg.state.sales_unit, prev.fx_rate or rate)
+        else:
+            runs.append(_Run(seg.start, seg.end, items, True, frozenset(seg.sources), frozenset(seg.slcl_sources), seg.state.sales_unit, rate))
     return runs
 
 

@@ -100,7 +100,7 @@ def pricer_for(terms: ContractTerms, units: dict[str, int | None], rates: dict) 
 
 def _contract_rows(session: Session, ids: Sequence[int]) -> dict[int, ContractRow]:
     c = BillingContract
-    rows = session.execute(
+    rows = session.connection().execute(
         select(
             c.id, c.number, c.customer_id, c.currency, c.frequency, c.start_date, c.end_date, c.auto_renew, c.status,
             c.next_invoice_date, c.billed_from, c.payment_terms_days, c.change_billing,
@@ -120,14 +120,15 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
     if not ids:
         return {}
     bundles = {cid: ContractBundle(row) for cid, row in _contract_rows(session, ids).items()}
+    conn = session.connection()  # Core rows: no ORM loading machinery for plain columns
 
     s, p = Subscription, Product
     subs: dict[int, dict] = {}  # type: ignore[type-arg]
-    for r in session.execute(
+    for r in conn.execute(
         select(s.id, s.name, s.currency, s.contract_id, p.kind, s.quantity, s.selling_price, s.cost_price, s.sales_unit, s.status)
         .join(p, p.id == s.product_id)
         .where(s.contract_id.in_(ids))
-    ):
+    ).all():
         subs[r.id] = {
             "row": r,
             "current": State(r.quantity, r.selling_price, r.cost_price, r.sales_unit, _v(r.status)),  # type: ignore[arg-type]
@@ -135,7 +136,10 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         }
 
     lcl = LicenseChangeLog
-    for r in session.execute(
+    states: dict[tuple, State] = {}  # type: ignore[type-arg]  # most changes share states: build each once
+    for (
+        lcl_id, sub_id, bill_from, slcl_id, refund, q0, sp0, cp0, su0, st0, q1, sp1, cp1, su1, st1,
+    ) in conn.execute(
         select(
             lcl.id, lcl.subscription_id, lcl.bill_from, lcl.slcl_id, lcl.apply_refund,
             lcl.quantity_before, lcl.selling_price_before, lcl.cost_price_before, lcl.sales_unit_before, lcl.status_before,
@@ -143,18 +147,15 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         )
         .join(s, s.id == lcl.subscription_id)
         .where(s.contract_id.in_(ids))
-    ):
-        subs[r.subscription_id]["changes"].append(
-            Change(
-                r.id, r.bill_from,
-                State(r.quantity_before, r.selling_price_before, r.cost_price_before, r.sales_unit_before, _v(r.status_before)),  # type: ignore[arg-type]
-                State(r.quantity_after, r.selling_price_after, r.cost_price_after, r.sales_unit_after, _v(r.status_after)),  # type: ignore[arg-type]
-                slcl_id=r.slcl_id, apply_refund=r.apply_refund, order=r.id,
-            )
-        )
+    ).all():
+        key0 = (q0, sp0, cp0, su0, st0)
+        before = states.get(key0) or states.setdefault(key0, State(q0, sp0, cp0, su0, _v(st0)))  # type: ignore[arg-type]
+        key1 = (q1, sp1, cp1, su1, st1)
+        after = states.get(key1) or states.setdefault(key1, State(q1, sp1, cp1, su1, _v(st1)))  # type: ignore[arg-type]
+        subs[sub_id]["changes"].append(Change(lcl_id, bill_from, before, after, slcl_id, refund, lcl_id))
 
     sl = ScheduledLicenseChangeLog
-    for r in session.execute(
+    for r in conn.execute(
         select(sl.id, sl.subscription_id, sl.bill_from, sl.action, sl.quantity, sl.selling_price, sl.cost_price, sl.sales_unit, sl.apply_refund)
         .join(s, s.id == sl.subscription_id)
         .where(s.contract_id.in_(ids), sl.status.in_((SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE)))
@@ -168,25 +169,25 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
 
     il, inv = InvoiceLine, Invoice
     links: dict[int, set[int]] = defaultdict(set)
-    for line_id, lcl_id in session.execute(
+    for line_id, lcl_id in conn.execute(
         select(InvoiceLineLCL.invoice_line_id, InvoiceLineLCL.lcl_id)
         .join(il, il.id == InvoiceLineLCL.invoice_line_id)
         .join(inv, inv.id == il.invoice_id)
         .where(inv.contract_id.in_(ids))
-    ):
+    ).all():
         links[line_id].add(lcl_id)
-    for r in session.execute(
+    for r in conn.execute(
         select(il.id, inv.contract_id, il.subscription_id, il.kind, il.billing_period_from, il.period_from, il.period_to, il.quantity, il.unit_price)
         .join(inv, inv.id == il.invoice_id)
         .where(inv.contract_id.in_(ids), il.subscription_id.is_not(None))
-    ):
+    ).all():
         bundles[r.contract_id].billed.append(
             BilledLine(
                 r.subscription_id, _v(r.kind), r.billing_period_from, r.period_from, r.period_to + timedelta(days=1),  # type: ignore[arg-type]
                 r.quantity, r.unit_price, frozenset(links.get(r.id, ())),
             )
         )
-    for cid, pf in session.execute(
+    for cid, pf in conn.execute(
         select(inv.contract_id, inv.period_from).where(inv.contract_id.in_(ids), inv.kind == InvoiceKind.FULL_CYCLE)
     ):
         bundles[cid].full_cycle_periods.add(pf)
