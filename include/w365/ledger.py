@@ -52,9 +52,6 @@ class Change:
     apply_refund: bool = True
     order: int = 0  # write order; LCL id, or a large number for not-yet-merged SLCLs
 
-    def changed(self) -> dict[str, object]:
-        return {f: getattr(self.after, f) for f in FIELDS if getattr(self.before, f) != getattr(self.after, f)}
-
 
 def _as_status(value: object) -> str:
     return getattr(value, "value", value)  # enum or str
