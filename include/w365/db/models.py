@@ -510,6 +510,15 @@ class ScheduledLicenseChangeLog(Base):
 
 
 class Invoice(Base):
+    """An issued invoice: immutable in the database (issue 11, SPEC M3; migration 0002).
+
+    Triggers refuse DELETE and any UPDATE but of the bookkeeping columns ``payment_status``,
+    ``amount_paid`` and ``paid_on`` (payment status from the accounting system, SPEC P2;
+    ``INVOICE_BOOKKEEPING`` in the migration). Its lines and their LCL/SLCL links cannot change or
+    be deleted at all, and PostgreSQL refuses TRUNCATE of them. Wiping a store is for
+    administrators and tests only, through ``w365.db.admin.guards_bypassed``.
+    """
+
     __tablename__ = "invoice"
     __table_args__ = (
         # Idempotency (Lago-style, in depth): one full-cycle and one usage invoice per contract
@@ -568,7 +577,8 @@ class Invoice(Base):
 
 class InvoiceLine(Base):
     """What one line bills (SPEC M3). ``amount`` = round_half_up(quantity x unit_price x days /
-    period_days) in the invoice currency, so every amount can be recomputed from the line."""
+    period_days) in the invoice currency, so every amount can be recomputed from the line.
+    Immutable once written: no column may change, no line be deleted (issue 11, see ``Invoice``)."""
 
     __tablename__ = "invoice_line"
     __table_args__ = (
@@ -621,7 +631,7 @@ class InvoiceLine(Base):
 
 
 class InvoiceLineLCL(Base):
-    """Which LCLs a line reflects; an LCL's "invoiced by" (SPEC M3, S2)."""
+    """Which LCLs a line reflects; an LCL's "invoiced by" (SPEC M3, S2). Immutable (issue 11)."""
 
     __tablename__ = "invoice_line_lcl"
 
@@ -630,7 +640,7 @@ class InvoiceLineLCL(Base):
 
 
 class InvoiceLineSLCL(Base):
-    """Which scheduled changes a line billed ahead of their merge (SPEC C11, C12)."""
+    """Which scheduled changes a line billed ahead of their merge (SPEC C11, C12). Immutable (issue 11)."""
 
     __tablename__ = "invoice_line_slcl"
 
