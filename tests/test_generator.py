@@ -78,27 +78,51 @@ def test_c12_dec15_scheduled_change_bills_old_then_new():
     assert total(lines) == Decimal("127.42")  # M2: the sum of rounded lines
 
 
-def test_s6_decrease_on_the_10th_credits_from_the_11th_and_rerun_is_empty():
+def test_s6_decrease_on_the_10th_is_credited_and_rebilled_and_rerun_is_empty():
     base = (activation(1, date(2025, 12, 1), 10),)
-    billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))
+    billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))  # Dec 1-31 x 10 = 100.00
     # A reduction 10 -> 8 on Dec 10 is negative: 8 seats bill from Dec 11 (S6).
+    # Dec 1 -- 10 seats -- Dec 10 | Dec 11 -- 8 seats -- Dec 31
     sub = SubscriptionInput(7, "Basic", "license", "USD", base + (change(2, date(2025, 12, 11), st(10), st(8)),))
     lines = run([sub], billed)
     assert [(l.kind, l.start, l.end, l.quantity, l.amount, l.lcl_ids) for l in lines] == [
-        (ADJUSTMENT, date(2025, 12, 11), date(2026, 1, 1), Decimal(-2), Decimal("-13.55"), (2,))  # -2 x 10 x 21/31
+        (ADJUSTMENT, date(2025, 12, 1), date(2026, 1, 1), Decimal(-10), Decimal("-100.00"), (1,)),  # the Dec 1-31 line reversed
+        (ADJUSTMENT, date(2025, 12, 1), date(2025, 12, 11), Decimal(10), Decimal("32.26"), (1,)),  # 10 x 10 x 10/31
+        (ADJUSTMENT, date(2025, 12, 11), date(2026, 1, 1), Decimal(8), Decimal("54.19"), (1, 2)),  # 8 x 10 x 21/31
     ]
+    assert total(lines) == Decimal("-13.55")
+    assert lines[0].description.startswith("Credit: reverses ")
     assert run([sub], billed + as_billed(lines)) == []  # idempotent: billed == what the LCLs say
 
 
-def test_c7_price_only_change_mid_period_credits_old_price_charges_new():
+def test_c7_price_only_change_mid_period_credits_and_rebills_at_both_prices():
     base = (activation(1, date(2025, 12, 1), 10),)
     billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))
+    # Dec 1 -- 10 x 10.00 -- Dec 19 | Dec 20 -- 10 x 12.00 -- Dec 31
     sub = SubscriptionInput(7, "Basic", "license", "USD", base + (change(2, date(2025, 12, 20), st(10), st(10, price="12.00")),))
     lines = run([sub], billed)
-    assert sorted((l.unit_price, l.quantity, l.start, l.amount) for l in lines) == [
-        (Decimal("10.000000"), Decimal(-10), date(2025, 12, 20), Decimal("-38.71")),  # 10 x 10 x 12/31
+    assert [(l.unit_price, l.quantity, l.start, l.amount) for l in lines] == [
+        (Decimal("10.000000"), Decimal(-10), date(2025, 12, 1), Decimal("-100.00")),
+        (Decimal("10.000000"), Decimal(10), date(2025, 12, 1), Decimal("61.29")),  # 10 x 10 x 19/31
         (Decimal("12.000000"), Decimal(10), date(2025, 12, 20), Decimal("46.45")),  # 10 x 12 x 12/31
     ]
+
+
+def test_m2_a_period_total_does_not_depend_on_when_a_change_was_entered():
+    """Issue 11: a late change is credited and re-billed, so the period comes to the sum of its
+    ideal lines, each rounded once, to the cent, as if the change had been known ahead."""
+    base = (activation(1, date(2025, 12, 1), 7),)
+    more = change(2, date(2025, 12, 14), st(7), st(10))
+    sub = SubscriptionInput(7, "Basic", "license", "USD", base + (more,))
+    # Dec 1 -- 7 seats -- Dec 13 | Dec 14 -- 10 seats -- Dec 31 (10.00 a seat-month)
+    ahead = run([sub])
+    assert [l.amount for l in ahead] == [Decimal("29.35"), Decimal("58.06")]  # 7x10x13/31, 10x10x18/31
+    # Entered after Dec was billed at 7 seats (70.00). A +3 seats charge for Dec 14-31 alone
+    # would round 17.419 to 17.42 and make the month 87.42; credit and re-bill make it 87.41.
+    billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))
+    late = run([sub], billed)
+    assert [(l.quantity, l.amount) for l in late] == [(Decimal(-7), Decimal("-70.00")), (Decimal(7), Decimal("29.35")), (Decimal(10), Decimal("58.06"))]
+    assert Decimal("70.00") + total(late) == total(ahead) == Decimal("87.41")
 
 
 def test_b3_first_term_prorated_when_subscription_starts_mid_period():
@@ -129,9 +153,11 @@ def test_s2_suspended_subscription_bills_its_unbilled_changes_then_stops():
 def test_c4_cancellation_with_refund_credits_prepaid_days_without_refund_does_not():
     base = (activation(1, date(2025, 12, 1), 10),)
     billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))
+    # Dec 1 -- 10 seats -- Dec 20 | cancelled on Dec 20 (23:30): nothing from Dec 21
     cancel = lambda refund: change(2, date(2025, 12, 21), st(10), st(10, status="deactivated"), apply_refund=refund)
     with_refund = run([SubscriptionInput(7, "Basic", "license", "USD", base + (cancel(True),))], billed)
-    assert [(l.quantity, l.days, l.amount) for l in with_refund] == [(Decimal(-10), 11, Decimal("-35.48"))]
+    assert [(l.quantity, l.days, l.amount) for l in with_refund] == [(Decimal(-10), 31, Decimal("-100.00")), (Decimal(10), 20, Decimal("64.52"))]
+    assert total(with_refund) == Decimal("-35.48")  # the unused prepaid days Dec 21-31
     assert run([SubscriptionInput(7, "Basic", "license", "USD", base + (cancel(False),))], billed) == []
 
 
@@ -184,3 +210,32 @@ def test_m3_new_subscription_mid_billed_period_is_recurring_with_its_source():
     newcomer = SubscriptionInput(8, "E5", "license", "USD", (activation(5, date(2025, 12, 27), 2, price="57.00"),))
     lines = run([SubscriptionInput(7, "Basic", "license", "USD", (activation(1, date(2025, 12, 1), 10),)), newcomer], billed)
     assert [(l.subscription_id, l.kind, l.days, l.lcl_ids, l.amount) for l in lines] == [(8, RECURRING, 5, (5,), Decimal("18.39"))]
+
+
+def test_s3_a_change_typed_later_wins_over_an_earlier_one_with_a_later_bill_from_day():
+    """SPEC S3, S6 (the later-written change wins): on Dec 10 a decrease 10 -> 8 is typed
+    (bills 8 from Dec 11), then the same day an increase 8 -> 12 (bills 12 from Dec 10). The
+    subscription has 12 seats from Dec 10 on; the decrease must not come back on Dec 11."""
+    # Dec 1 -- 10 -- Dec 9 | Dec 10 -- 12 seats ----------------------------------- Dec 31
+    sub = SubscriptionInput(7, "Basic", "license", "USD", (
+        activation(1, date(2025, 12, 1), 10),
+        change(2, date(2025, 12, 11), st(10), st(8)),
+        change(3, date(2025, 12, 10), st(8), st(12)),
+    ))
+    assert [(l.start, l.end, l.quantity) for l in run([sub])] == [
+        (date(2025, 12, 1), date(2025, 12, 10), Decimal(10)),
+        (date(2025, 12, 10), date(2026, 1, 1), Decimal(12)),
+    ]
+
+
+def test_s3_a_price_change_typed_before_a_future_start_is_billed_from_the_start():
+    """SPEC S3 (issue 11, found by the auditor): a subscription starting Dec 20 gets a price
+    change typed on Dec 18 (bill-from Dec 18). Its activation, written earlier, must not reset
+    the price: 3 seats at 12.00 from Dec 20, nothing before."""
+    sub = SubscriptionInput(7, "E3", "license", "USD", (
+        activation(1, date(2025, 12, 20), 3),
+        change(2, date(2025, 12, 18), st(3, status="pending"), st(3, price="12.00", status="pending")),
+    ))
+    assert [(l.start, l.quantity, l.unit_price, l.amount) for l in run([sub])] == [
+        (date(2025, 12, 20), Decimal(3), Decimal("12.000000"), Decimal("13.94")),  # 3 x 12 x 12/31
+    ]

@@ -7,8 +7,8 @@ Two folds, both over plain values so they can be tested without a database:
   ``check_chain`` reports every place where that is not so (``w365 verify ledger``).
 * ``BillingTimeline``: the values billed on each tenant-local day. Each LCL changes the fields
   it changes from its ``bill_from`` day; pending scheduled changes (SLCLs) in the period being
-  invoiced are laid on top (SPEC C12). Where two changes touch the same field on the same day,
-  the later-written one wins.
+  invoiced are laid on top (SPEC C12). Where two changes have both taken effect and touch the
+  same field, the later-written one wins.
 """
 
 from __future__ import annotations
@@ -151,44 +151,43 @@ class BillingTimeline:
     def _build(self) -> None:
         if not self.changes:
             return
-        # Apply in (bill_from, write order): each change sets the fields it changes. (Spelled
-        # out field by field: this runs for every subscription of every billing run.)
+        # Walk the change points in bill-from order. On each day a field has the value of the
+        # latest-written change (highest ``order``) among those that changed it and bill from
+        # that day or earlier: a change typed later wins from its day on, also over one typed
+        # earlier with a later bill-from day (a decrease for tomorrow, then an increase today;
+        # a change made before a future start). Before the first-written change (the
+        # activation or import), its "before" values hold: nothing billable. (Spelled out field
+        # by field: this runs for every subscription of every billing run.)
         ordered = sorted(self.changes, key=lambda c: (c.bill_from, c.order))
         first = min(self.changes, key=lambda c: c.order)
-        values: list[object] = []
-        setters: list[Change] = []
+        b0 = first.before
+        values: list[object] = [b0.quantity, b0.selling_price, b0.cost_price, b0.sales_unit, b0.status]
+        setters: list[Change | None] = [None] * 5
         days: list[date] = []
         for ch in ordered:
-            if ch is first or not values:
-                # The first change (activation/import) defines every field.
-                b = ch.after if ch is first else ch.before
-                values = [b.quantity, b.selling_price, b.cost_price, b.sales_unit, b.status]
-                setters = [ch] * 5
-                if ch is first:
-                    b = ch.after  # nothing more to lay over
-            else:
-                b = ch.before
-            a = ch.after
-            if a is not b:
-                # A later-written change on the same day wins; an earlier-written one with a
-                # later bill_from is applied later and so also wins from its day.
-                if a.quantity != b.quantity:
-                    values[0], setters[0] = a.quantity, ch
-                if a.selling_price != b.selling_price:
-                    values[1], setters[1] = a.selling_price, ch
-                if a.cost_price != b.cost_price:
-                    values[2], setters[2] = a.cost_price, ch
-                if a.sales_unit != b.sales_unit:
-                    values[3], setters[3] = a.sales_unit, ch
-                if a.status != b.status:
-                    values[4], setters[4] = a.status, ch
+            a, b = ch.after, ch.before
+            every = ch is first  # the first change defines every field
+            changed = (
+                every or a.quantity != b.quantity,
+                every or a.selling_price != b.selling_price,
+                every or a.cost_price != b.cost_price,
+                every or a.sales_unit != b.sales_unit,
+                every or a.status != b.status,
+            )
+            new = (a.quantity, a.selling_price, a.cost_price, a.sales_unit, a.status)
+            for i in range(5):
+                if changed[i]:
+                    setter = setters[i]
+                    if setter is None or setter.order < ch.order:
+                        values[i], setters[i] = new[i], ch
             if days and days[-1] == ch.bill_from:
                 self._states.pop()
                 days.pop()
             state = State(*values)  # type: ignore[arg-type]
-            srcs = tuple(sorted({s.lcl_id for s in setters if s.lcl_id is not None}))
-            slcls = tuple(sorted({s.slcl_id for s in setters if s.slcl_id is not None}))
-            no_refund = not all(s.apply_refund for s in setters)
+            present = [x for x in setters if x is not None]
+            srcs = tuple(sorted({x.lcl_id for x in present if x.lcl_id is not None}))
+            slcls = tuple(sorted({x.slcl_id for x in present if x.slcl_id is not None}))
+            no_refund = not all(x.apply_refund for x in present)
             days.append(ch.bill_from)
             self._states.append(Segment(ch.bill_from, date.max, state, srcs, slcls, no_refund))
         self._points = days

@@ -47,7 +47,8 @@ from w365.db.models import (
     SubscriptionStatus,
     UnitMapping,
 )
-from w365.db.session import get_engine, is_postgres, session_scope
+from w365.db.retry import run_retrying, transient_reason
+from w365.db.session import get_engine, lock_contracts, session_scope
 from w365.errors import W365Error
 from w365.invoicing.dispatcher import record_exceptions
 from w365.ledger import state_of
@@ -120,8 +121,7 @@ def renew_or_expire(session: Session, ids: list[int], as_of: date, *, now: datet
     q = select(BillingContract).where(
         BillingContract.id.in_(ids), BillingContract.status == ContractStatus.ACTIVE, BillingContract.end_date < as_of
     ).order_by(BillingContract.id)
-    if is_postgres(session):
-        q = q.with_for_update()
+    lock_contracts(session, ids)
     renewed: list[dict[str, Any]] = []
     expired: list[dict[str, Any]] = []
     problems: dict[str, str] = {}
@@ -138,6 +138,8 @@ def renew_or_expire(session: Session, ids: list[int], as_of: date, *, now: datet
                 else:
                     expired.append(expire(session, c, now=now, tz=tz))
         except (W365Error, DBAPIError) as exc:
+            if transient_reason(exc) is not None:
+                raise  # a deadlock or a lost connection is not the contract's fault: the batch is redone
             reason = str(exc.orig).splitlines()[0] if isinstance(exc, DBAPIError) else str(exc)
             problems[c.number] = reason
             log.warning("%s: contract %s: %s", JOB, c.number, reason)
@@ -155,10 +157,14 @@ def auto_renew(as_of: date, *, now: datetime, engine: Engine | None = None) -> d
     report: dict[str, Any] = {"job": JOB, "as_of": as_of.isoformat(), "due": len(ids), "renewed": [], "expired": [], "problems": {}}
     for i in range(0, len(ids), BATCH):
         chunk = ids[i : i + BATCH]
-        with session_scope(engine) as s:
-            renewed, expired, problems = renew_or_expire(s, chunk, as_of, now=now)
-            done = [r["contract"] for r in renewed + expired]
-            record_exceptions(s, JOB, as_of, "billing_contract", problems, cleared=done)
+        def batch(chunk: list[int] = chunk) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
+            with session_scope(engine) as s:
+                renewed, expired, problems = renew_or_expire(s, chunk, as_of, now=now)
+                done = [r["contract"] for r in renewed + expired]
+                record_exceptions(s, JOB, as_of, "billing_contract", problems, cleared=done)
+            return renewed, expired, problems
+
+        renewed, expired, problems = run_retrying(batch, f"{JOB}: batch of {len(chunk)} contract(s) from #{chunk[0]}")
         report["renewed"] += renewed
         report["expired"] += expired
         report["problems"].update(problems)

@@ -84,8 +84,8 @@ def rate_on(rates: dict[tuple[str, str], list[tuple[date, Decimal]]], source: st
 def states_on(lcls: "pd.DataFrame", day: date) -> "pd.DataFrame":
     """Each subscription's (quantity, selling price, sales unit, status) billed on ``day``.
 
-    Vectorised form of the ledger's timeline: per field, the value set by the last change (in
-    bill-from, then write order) on or before ``day`` that changed it; the first-written change
+    Vectorised form of the ledger's timeline: per field, the value set by the latest-written
+    change among those billed from ``day`` or before that changed it; the first-written change
     (the activation) sets every field."""
     import pandas as pd
 
@@ -93,7 +93,7 @@ def states_on(lcls: "pd.DataFrame", day: date) -> "pd.DataFrame":
         return pd.DataFrame(columns=["subscription_id", *FOLDED])
     first_id = lcls.groupby("subscription_id")["id"].transform("min")
     due = lcls[lcls["bill_from"] <= day].assign(is_first=lambda d: d["id"] == first_id.loc[d.index])
-    due = due.sort_values(["subscription_id", "bill_from", "id"])
+    due = due.sort_values(["subscription_id", "id"])  # the latest-written wins
     out = pd.DataFrame({"subscription_id": due["subscription_id"].unique()})
     for f in FOLDED:
         changed = due["is_first"] | (due[f + "_before"] != due[f + "_after"])

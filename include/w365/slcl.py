@@ -6,10 +6,13 @@ is written (``slcl_id`` is unique on the LCL, so the database refuses a second a
 the SLCL is archived. A check that fails marks that SLCL Merge Failed with the reason; the rest
 of the batch goes on.
 
-Work is taken in batches with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so any number of workers
-can merge at once without applying one SLCL twice; SQLite serialises writers. A batch is one
-transaction; if the database refuses it (a constraint, a conflict), the batch is redone one SLCL
-per transaction, so one bad row never holds back the others.
+Work is taken in batches, one transaction each, that lock their SLCLs' contracts first: the same
+per-contract lock, in the same order, as the invoice runs, so a merge and an invoice run that
+overlap act as if one ran after the other, and any number of workers can merge at once without
+applying one SLCL twice (SQLite serialises writers). A transient database error (deadlock,
+serialization failure, lost connection) redoes the batch; a batch the database refuses
+otherwise (a constraint) is redone one SLCL per transaction, so one bad row never holds back the
+others.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Engine, exists, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -37,7 +40,9 @@ from w365.db.models import (
     Subscription,
 )
 from w365.db.bulk import insert_rows, update_rows
-from w365.db.session import get_engine, is_postgres, session_scope
+from w365 import hooks
+from w365.db.retry import run_retrying, transient_reason
+from w365.db.session import get_engine, is_postgres, lock_contracts, session_scope
 from w365.errors import NotFound, ValidationError, W365Error
 from w365.ledger import State, state_of
 from w365.subscriptions import ChangeRequest, get_tenant, label, lcl_values, state_values, unit_months, validate_change
@@ -103,7 +108,7 @@ def check_merge(session: Session, slcl: ScheduledLicenseChangeLog, sub: Subscrip
 
 
 def _due_ids(session: Session, as_of: datetime, limit: int, exclude: set[int]) -> list[int]:
-    """The next batch of due SLCLs, locked; rows other workers hold are skipped, not waited for."""
+    """The next batch of due SLCLs (not locked yet: their contracts are locked first)."""
     q = (
         select(ScheduledLicenseChangeLog.id)
         .where(ScheduledLicenseChangeLog.status.in_(DUE_STATUSES), ScheduledLicenseChangeLog.scheduled_for <= as_of)
@@ -112,13 +117,28 @@ def _due_ids(session: Session, as_of: datetime, limit: int, exclude: set[int]) -
     )
     if exclude:  # rows this run already tried and could not settle (rare: a refused batch)
         q = q.where(ScheduledLicenseChangeLog.id.not_in(exclude))
-    if is_postgres(session):
-        q = q.with_for_update(skip_locked=True)
     return list(session.scalars(q))
 
 
-def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime, report: MergeReport) -> None:
-    """Merge the given SLCLs in the caller's transaction (rows already locked on PostgreSQL).
+def _lock_due(session: Session, ids: list[int], as_of: datetime) -> list[int]:
+    """Lock the contracts of ``ids`` (the per-contract lock the invoice runs take, in the same
+    order), then the SLCLs themselves; returns those still due once the locks are held (another
+    worker, or a cancellation, may have settled some while this one waited).
+
+    Contracts another transaction holds are skipped (another merge worker, an invoice run):
+    their SLCLs come up again in the next batch. Only when every one is held does this wait."""
+    sl, sb = ScheduledLicenseChangeLog, Subscription
+    rows = session.execute(select(sl.id, sb.contract_id).join(sb, sb.id == sl.subscription_id).where(sl.id.in_(ids))).all()
+    contracts = {c for _, c in rows}
+    got = set(lock_contracts(session, contracts, skip_locked=True)) or set(lock_contracts(session, contracts))
+    mine = [i for i, c in rows if c in got]
+    q = select(sl.id).where(sl.id.in_(mine), sl.status.in_(DUE_STATUSES), sl.scheduled_for <= as_of).order_by(sl.id)
+    return list(session.scalars(q.with_for_update(key_share=True) if is_postgres(session) else q))
+
+
+def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime) -> tuple[list[int], dict[int, str]]:
+    """Merge the given SLCLs in the caller's transaction (their contracts already locked);
+    returns (merged, failed with reason).
 
     Rows are read as plain rows (no ORM instances: the checks only read attributes) and written
     set-based: one COPY for the LCLs, one UPDATE for the subscriptions, one for the SLCLs.
@@ -126,7 +146,9 @@ def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime
     sl, sb, bc = ScheduledLicenseChangeLog.__table__, Subscription.__table__, BillingContract.__table__
     slcls = session.execute(select(*sl.c).where(sl.c.id.in_(ids)).order_by(sl.c.id)).all()
     sq = select(*sb.c).where(sb.c.id.in_(sorted({x.subscription_id for x in slcls}))).order_by(sb.c.id)
-    subs = {x.id: x for x in session.execute(sq.with_for_update() if is_postgres(session) else sq)}
+    # FOR NO KEY UPDATE: an invoice line being written for the subscription (a foreign key's
+    # KEY SHARE lock) neither blocks this nor is blocked by it.
+    subs = {x.id: x for x in session.execute(sq.with_for_update(key_share=True) if is_postgres(session) else sq)}
     contracts = {c.id: c for c in session.execute(select(*bc.c).where(bc.c.id.in_({x.contract_id for x in subs.values()})))}
     providers = {p.id: p.kind for p in session.scalars(select(Provider))}
     lcl_rows: list[dict[str, Any]] = []
@@ -151,6 +173,7 @@ def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime
             sub.id, before, after, day=slcl.effective_date, effective_at=slcl.scheduled_for, source=ChangeSource.SLCL,
             provider_kind=providers[sub.provider_id], now=now, slcl_id=slcl.id,
             apply_refund=slcl.apply_refund if slcl.action == SLCLAction.DEACTIVATE else True, created_by=slcl.requested_by,
+            bill_from=slcl.bill_from,  # what was billed ahead (C11, C12); On Renewal bills from D
         ))
         sub_rows.append({"id": sub.id, **state_values(after, now)})
         merged.append(slcl.id)
@@ -163,40 +186,59 @@ def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime
     update_rows(session, ScheduledLicenseChangeLog, [
         {"id": i, "status": st, "reason": reason, "merged_at": at, "updated_at": now, "attempts": attempts[i]} for i, st, reason, at in outcome
     ])
+    hooks.at("merge.before_commit")
+    return merged + already, failed
+
+
+def _settle(report: MergeReport, merged: list[int], failed: dict[int, str]) -> None:
+    """Count a committed batch."""
     for slcl_id, reason in failed.items():
         log.warning("scheduled change #%d: merge failed: %s", slcl_id, reason)
-    report.merged += merged + already
+    report.merged += merged
     report.failed.update(failed)
 
 
 def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datetime | None = None, batch: int = BATCH) -> MergeReport:
-    """The Scheduled Update job (SPEC C6): merge every SLCL due at ``as_of``. Idempotent."""
+    """The Scheduled Update job (SPEC C6): merge every SLCL due at ``as_of``. Idempotent.
+
+    Each batch locks its SLCLs' contracts first (in contract order, as the invoice runs do), so
+    a merge and an invoice run never interleave on one contract: whichever comes second sees
+    the other's result. A transient database error redoes the batch (w365.db.retry) and is
+    never a merge failure; a batch the database refuses otherwise (a constraint) is redone one
+    SLCL at a time, so one bad row never holds back the others.
+    """
     tenant_time.require_aware(as_of, "as_of")
     now = now or as_of
     engine = engine or get_engine()
     report = MergeReport(as_of=as_of.isoformat())
     started = time.monotonic()
     stuck: set[int] = set()
+
+    def one_batch() -> tuple[list[int], list[int], dict[int, str]]:
+        with session_scope(engine) as s:
+            picked = _due_ids(s, as_of, batch, stuck)
+            if not picked:
+                return [], [], {}
+            merged, failed = _merge_rows(s, _lock_due(s, picked, as_of), as_of, now)
+        return picked, merged, failed
+
     while True:
-        ids: list[int] = []
+        picked: list[int] = []
         try:
-            with session_scope(engine) as s:
-                ids = _due_ids(s, as_of, batch, stuck)
-                if not ids:
-                    break
-                merged_before, failed_before = len(report.merged), dict(report.failed)
-                try:
-                    _merge_rows(s, ids, as_of, now, report)
-                except BaseException:
-                    del report.merged[merged_before:]
-                    report.failed = failed_before
-                    raise
+            picked, merged, failed = run_retrying(one_batch, f"scheduled update: a batch of up to {batch}")
+            if not picked:
+                break
+            _settle(report, merged, failed)
         except DBAPIError as exc:
+            if transient_reason(exc) is not None:
+                raise  # still failing after the retries: the task fails, every SLCL stays due
+            with session_scope(engine) as s:
+                picked = _due_ids(s, as_of, batch, stuck)
             log.warning("scheduled update: a batch of %d was refused by the database (%s); merging one at a time",
-                        len(ids), str(exc.orig).splitlines()[0] if exc.orig else exc)
-            for one in ids:
+                        len(picked), str(exc.orig).splitlines()[0] if exc.orig else exc)
+            for one in picked:
                 _merge_one_isolated(engine, one, as_of, now, report)
-            stuck.update(ids)  # settled one by one above; never picked up again by this run
+            stuck.update(picked)  # settled one by one above; never picked up again by this run
         log.info("scheduled update: %d merged, %d failed so far", len(report.merged), len(report.failed))
     report.seconds = round(time.monotonic() - started, 3)
     log.info(report.summary())
@@ -204,20 +246,25 @@ def merge_due_slcls(as_of: datetime, *, engine: Engine | None = None, now: datet
 
 
 def _merge_one_isolated(engine: Engine, slcl_id: int, as_of: datetime, now: datetime, report: MergeReport) -> None:
-    try:
+    """Merge one SLCL in its own transaction. Only a refusal by the database that is not
+    transient makes it Merge Failed; a transient error is retried, then raised."""
+
+    def once() -> tuple[list[int], dict[int, str]]:
         with session_scope(engine) as s:
-            q = select(ScheduledLicenseChangeLog.id).where(ScheduledLicenseChangeLog.id == slcl_id, ScheduledLicenseChangeLog.status.in_(DUE_STATUSES))
-            if is_postgres(s):
-                q = q.with_for_update(skip_locked=True)
-            if s.scalar(q) is not None:
-                _merge_rows(s, [slcl_id], as_of, now, report)
+            ids = _lock_due(s, [slcl_id], as_of)
+            return _merge_rows(s, ids, as_of, now) if ids else ([], {})
+
+    try:
+        _settle(report, *run_retrying(once, f"scheduled change #{slcl_id}"))
     except DBAPIError as exc:
+        if transient_reason(exc) is not None:
+            raise
         reason = f"refused by the database: {str(exc.orig).splitlines()[0] if exc.orig else exc}"
         with session_scope(engine) as s:
-            slcl = s.get(ScheduledLicenseChangeLog, slcl_id)
-            if slcl is not None and slcl.status in DUE_STATUSES:
-                slcl.status, slcl.reason, slcl.updated_at = SLCLStatus.MERGE_FAILED, reason, now
-        report.failed[slcl_id] = reason
+            if _lock_due(s, [slcl_id], as_of):
+                s.execute(update(ScheduledLicenseChangeLog).where(ScheduledLicenseChangeLog.id == slcl_id)
+                          .values(status=SLCLStatus.MERGE_FAILED, reason=reason, updated_at=now))
+        _settle(report, [], {slcl_id: reason})
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,13 +295,26 @@ def list_slcls(session: Session, statuses: list[SLCLStatus] | None = None) -> li
     return out
 
 
+def _locked(session: Session, slcl_id: int) -> ScheduledLicenseChangeLog:
+    """One SLCL, with its contract's lock held (the order every billing writer follows)."""
+    contract_id = session.scalar(
+        select(Subscription.contract_id).join(ScheduledLicenseChangeLog, ScheduledLicenseChangeLog.subscription_id == Subscription.id)
+        .where(ScheduledLicenseChangeLog.id == slcl_id)
+    )
+    if contract_id is None:
+        raise NotFound(f"scheduled change #{slcl_id} does not exist")
+    lock_contracts(session, [contract_id])
+    slcl = session.get(ScheduledLicenseChangeLog, slcl_id, with_for_update={"key_share": True} if is_postgres(session) else None,
+                       populate_existing=True)
+    assert slcl is not None
+    return slcl
+
+
 def retry_slcl(engine: Engine | None, slcl_id: int, *, now: datetime) -> dict[str, Any]:
     """Merge Failed -> retried now if due (else back to Pending for its time)."""
     engine = engine or get_engine()
     with session_scope(engine) as s:
-        slcl = s.get(ScheduledLicenseChangeLog, slcl_id, with_for_update=is_postgres(s))
-        if slcl is None:
-            raise NotFound(f"scheduled change #{slcl_id} does not exist")
+        slcl = _locked(s, slcl_id)
         if slcl.status != SLCLStatus.MERGE_FAILED:
             raise W365Error(f"scheduled change #{slcl_id} is {slcl.status.value}; only Merge Failed ones are retried")
         billed = bool(s.scalar(select(exists().where(InvoiceLineSLCL.slcl_id == slcl_id))))
@@ -272,9 +332,7 @@ def retry_slcl(engine: Engine | None, slcl_id: int, *, now: datetime) -> dict[st
 
 
 def cancel_slcl(session: Session, slcl_id: int, *, now: datetime) -> dict[str, Any]:
-    slcl = session.get(ScheduledLicenseChangeLog, slcl_id, with_for_update=is_postgres(session))
-    if slcl is None:
-        raise NotFound(f"scheduled change #{slcl_id} does not exist")
+    slcl = _locked(session, slcl_id)
     if slcl.status not in (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE, SLCLStatus.MERGE_FAILED):
         raise W365Error(f"scheduled change #{slcl_id} is {slcl.status.value} and cannot be cancelled")
     was = slcl.status

@@ -42,6 +42,7 @@ from w365.db.models import (
     Tenant,
     UnitMapping,
 )
+from w365.db.session import lock_contracts
 from w365.errors import NotFound, ValidationError
 from w365.ledger import State, state_of
 from w365.money import PRICE_PLACES, D, check_currency, check_places
@@ -293,8 +294,10 @@ def lcl_values(
     apply_refund: bool = True,
     created_by: str | None = None,
     note: str | None = None,
+    bill_from: date | None = None,
 ) -> dict:
-    """The column values of one LCL: kind (C7), direction and bill-from day (S6), provisioning (S5)."""
+    """The column values of one LCL: kind (C7), direction and bill-from day (S6), provisioning (S5).
+    ``bill_from``: the scheduled change's own bill-from day, when it merges one (On Renewal)."""
     direction = direction_of(before, after)
     if source == ChangeSource.PROVIDER:
         prov, prov_at = ProvisioningStatus.PROVISIONED, effective_at
@@ -319,7 +322,7 @@ def lcl_values(
         status_after=SubscriptionStatus(after.status),
         effective_date=day,
         effective_at=effective_at,
-        bill_from=tenant_time.bill_from(day, direction),
+        bill_from=bill_from or tenant_time.bill_from(day, direction),
         apply_refund=apply_refund,
         source=source,
         slcl_id=slcl_id,
@@ -501,7 +504,13 @@ def change_subscription(
 ) -> ChangeResult:
     """Validate and apply or schedule one change (SPEC S5, S6, C1-C8)."""
     tenant_time.require_aware(now, "now")
-    sub = session.get(Subscription, subscription_id, with_for_update=True)
+    # The contract's lock first, as every billing writer takes it (issue 11): an invoice run
+    # never bills half of this change, and the order of locks is the same everywhere.
+    contract_id = session.scalar(select(Subscription.contract_id).where(Subscription.id == subscription_id))
+    if contract_id is None:
+        raise NotFound(f"subscription #{subscription_id} does not exist")
+    lock_contracts(session, [contract_id])
+    sub = session.get(Subscription, subscription_id, with_for_update={"key_share": True}, populate_existing=True)
     if sub is None:
         raise NotFound(f"subscription #{subscription_id} does not exist")
     contract = session.get(BillingContract, sub.contract_id)
@@ -522,8 +531,10 @@ def change_subscription(
         day = req.effective_date
         scheduled = tenant_time.scheduled_instant(day, direction, tz)
     else:
+        # A renewed term starts with its new values, in both directions: the D / D+1 rule of
+        # S6 is for changes inside a term. Applied as the term starts (00:05), billed from D.
         day = renewal_date(contract, today)
-        scheduled = tenant_time.scheduled_instant(day, direction, tz)
+        scheduled = tenant_time.scheduled_instant(day, tenant_time.Direction.POSITIVE, tz)
 
     validate_change(session, sub, contract, req, before, after, day)
     provider = session.get(Provider, req.provider_id or sub.provider_id)
@@ -580,7 +591,7 @@ def change_subscription(
         effective_date=day,
         provision_on=req.provision_on or day,
         scheduled_for=scheduled,
-        bill_from=tenant_time.bill_from(day, direction),
+        bill_from=day if req.effective == ChangeEffective.ON_RENEWAL else tenant_time.bill_from(day, direction),
         source=req.source,
         requested_by=req.requested_by,
         created_at=now,

@@ -61,7 +61,8 @@ from w365.db.models import (
     ProviderKind,
     Subscription,
 )
-from w365.db.session import get_engine, is_postgres, session_scope
+from w365.db.retry import run_retrying, transient_reason
+from w365.db.session import get_engine, is_postgres, lock_contracts, session_scope
 from w365.errors import W365Error
 from w365.invoicing.dispatcher import record_exceptions
 from w365.ledger import state_of
@@ -98,6 +99,13 @@ class SyncResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def add(self, other: "SyncResult") -> None:
+        self.records += other.records
+        self.unchanged += other.unchanged
+        self.ignored += other.ignored
+        self.changed += other.changed
+        self.created += other.created
 
 
 @dataclass
@@ -149,6 +157,8 @@ def _load_context(session: Session, provider: Provider, batch: SubscriptionBatch
     if batch.customer_tenant_id:
         tenants.add(batch.customer_tenant_id)
     customers = {c.provider_tenant_id: c for c in session.scalars(select(Customer).where(Customer.provider_tenant_id.in_(tenants)))} if tenants else {}
+    if ids:  # their contracts' locks first, in the order every billing writer takes them (issue 11)
+        lock_contracts(session, session.scalars(select(Subscription.contract_id).where(Subscription.provider_subscription_id.in_(ids))))
     subs = {s.provider_subscription_id: s for s in session.scalars(select(Subscription).where(Subscription.provider_subscription_id.in_(ids)))} if ids else {}
     return _Context(provider, as_of, now, get_tenant(session).time_zone, customers,  # type: ignore[arg-type]
                     products if products is not None else offer_products(session), subs)  # type: ignore[arg-type]
@@ -169,7 +179,7 @@ def _update(session: Session, ctx: _Context, sub: Subscription, ps: ProviderSubs
     if status is None:
         return None
     if is_postgres(session):
-        session.execute(select(Subscription.id).where(Subscription.id == sub.id).with_for_update())
+        session.execute(select(Subscription.id).where(Subscription.id == sub.id).with_for_update(key_share=True))
         session.refresh(sub)
     before = state_of(sub)
     if status != "active" and before.status == status:
@@ -257,6 +267,8 @@ def apply_batch(
         except (Quarantine, BadRecord, MoneyError, W365Error) as exc:
             problems[key] = str(exc)
         except DBAPIError as exc:
+            if transient_reason(exc) is not None:
+                raise  # not the record's fault: the whole batch is redone
             problems[key] = f"refused by the database: {str(exc.orig).splitlines()[0]}"
         else:
             ok.append(key)
@@ -284,17 +296,25 @@ def sync_subscriptions(
         try:
             with factory(provider) as client:
                 for batch in client.subscription_batches():
-                    with session_scope(engine) as s:
-                        prov = s.get(Provider, pid)
-                        if batch.error:
-                            key = batch.customer_tenant_id or "(no id)"
-                            result.customers_failed[key] = batch.error
+                    if batch.error:
+                        key = batch.customer_tenant_id or "(no id)"
+                        result.customers_failed[key] = batch.error
+                        with session_scope(engine) as s:
                             record_exceptions(s, JOB, as_of, "provider_customer", {key: batch.error})
-                            continue
-                        problems, ok = apply_batch(s, prov, batch, as_of=as_of, now=now, result=result, products=products)  # type: ignore[arg-type]
-                        record_exceptions(s, JOB, as_of, "provider_subscription", problems, cleared=ok)
-                        if batch.customer_tenant_id:
-                            record_exceptions(s, JOB, as_of, "provider_customer", {}, cleared=[batch.customer_tenant_id])
+                        continue
+
+                    def one(batch: SubscriptionBatch = batch) -> tuple[SyncResult, dict[str, str]]:
+                        part = SyncResult(name)  # counted only once the batch commits
+                        with session_scope(engine) as s:
+                            prov = s.get(Provider, pid)
+                            problems, ok = apply_batch(s, prov, batch, as_of=as_of, now=now, result=part, products=products)  # type: ignore[arg-type]
+                            record_exceptions(s, JOB, as_of, "provider_subscription", problems, cleared=ok)
+                            if batch.customer_tenant_id:
+                                record_exceptions(s, JOB, as_of, "provider_customer", {}, cleared=[batch.customer_tenant_id])
+                        return part, problems
+
+                    part, problems = run_retrying(one, f"{JOB}: {name} customer {batch.customer_tenant_id or '?'}")
+                    result.add(part)
                     result.quarantined.update(problems)
                     for key, reason in problems.items():
                         log.warning("%s: %s record %s quarantined: %s", JOB, name, key, reason)

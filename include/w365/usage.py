@@ -65,7 +65,7 @@ from w365.db.models import (
     UsageKind,
     UsageRecord,
 )
-from w365.db.session import get_engine, is_postgres, session_scope
+from w365.db.session import get_engine, is_postgres, lock_contracts, session_scope
 from w365.db.types import ExactDecimal
 from w365.errors import W365Error
 from w365.invoicing.dispatcher import InvoiceSummary, record_exceptions, write_plans
@@ -538,8 +538,7 @@ def bill_usage_month(first: date, *, as_of: date, engine: Engine | None = None, 
 
 def _bill_batch(engine: Engine, ids: list[int], period: Period, totals: dict[tuple[int, str], Decimal], *, as_of: date, report: dict[str, Any], units_loader: Callable[[Session], dict[str, int | None]]) -> None:
     with session_scope(engine) as s:
-        if is_postgres(s):
-            s.execute(select(BillingContract.id).where(BillingContract.id.in_(ids)).order_by(BillingContract.id).with_for_update())
+        lock_contracts(s, ids)
         done = set(s.scalars(select(Invoice.contract_id).where(Invoice.contract_id.in_(ids), Invoice.kind == InvoiceKind.USAGE, Invoice.period_from == period.start)))
         units, rates = units_loader(s), load_rates(s)
         subs_by_contract: dict[int, list[tuple[int, str, Decimal]]] = defaultdict(list)

@@ -15,9 +15,9 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -151,6 +151,54 @@ def read_scope(engine: Engine | None = None) -> Iterator[Session]:
     finally:
         session.rollback()
         session.close()
+
+
+@contextmanager
+def snapshot_scope(session: Session) -> Iterator[Session]:
+    """Reads that see one consistent snapshot of the store, taken now.
+
+    PostgreSQL: a separate REPEATABLE READ, read-only transaction, so every query in it sees
+    the same committed state even while other transactions commit (under READ COMMITTED each
+    statement would see a newer one: read skew). Take it after the locks that matter are held
+    by ``session``. SQLite: ``session`` itself, whose BEGIN IMMEDIATE already holds the single
+    write lock, so nothing can commit while it reads.
+    """
+    if not is_postgres(session):
+        yield session
+        return
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    reader = sessionmaker(bind=engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True),
+                          expire_on_commit=False)()
+    try:
+        yield reader
+    finally:
+        reader.rollback()
+        reader.close()
+
+
+def lock_contracts(session: Session, contract_ids: Iterable[int], *, skip_locked: bool = False) -> list[int]:
+    """The per-contract lock that every job changing what a contract bills takes first: the
+    invoice runs, the Scheduled Update merge, subscription changes, renewals. Returns the ids
+    locked (with ``skip_locked``, those no one else held; otherwise all of them).
+
+    Always in contract-id order, so two of them never wait on each other in a cycle.
+    ``FOR NO KEY UPDATE``: rows that merely reference the contract (an invoice, a subscription, a
+    metric snapshot: foreign keys take KEY SHARE) are not blocked by it. SQLite: every write
+    transaction already holds the database's single write lock (BEGIN IMMEDIATE).
+    """
+    ids = sorted(set(contract_ids))
+    if not ids or not is_postgres(session):
+        return ids
+    from w365.db.models import BillingContract
+
+    got: list[int] = []
+    for i in range(0, len(ids), 5000):
+        got += session.scalars(
+            select(BillingContract.id).where(BillingContract.id.in_(ids[i : i + 5000])).order_by(BillingContract.id)
+            .with_for_update(key_share=True, skip_locked=skip_locked)
+        )
+    return got
 
 
 def is_postgres(session_or_engine: Session | Engine) -> bool:

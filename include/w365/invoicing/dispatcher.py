@@ -27,6 +27,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from w365 import hooks
 from w365.calendar import frequency_group
 from w365.db.models import (
     BillingContract,
@@ -43,7 +44,8 @@ from w365.db.models import (
     UnitMapping,
 )
 from w365.db.bulk import insert_rows, update_rows
-from w365.db.session import get_engine, is_postgres, session_factory, session_scope
+from w365.db.retry import run_retrying, transient_reason
+from w365.db.session import get_engine, is_postgres, lock_contracts, session_factory, session_scope, snapshot_scope
 from w365.errors import W365Error
 from w365.invoicing.generator import BadContractData, ProposedLine
 from w365.invoicing.loader import ContractBundle, load_bundles, load_rates, load_units, pricer_for, terms_for
@@ -265,11 +267,6 @@ def record_exceptions(session: Session, job: str, as_of: date, entity_type: str,
         )
 
 
-def _lock(session: Session, ids: Sequence[int]) -> None:
-    if is_postgres(session):
-        session.execute(select(BillingContract.id).where(BillingContract.id.in_(ids)).order_by(BillingContract.id).with_for_update())
-
-
 @dataclass
 class _Batch:
     """A planned batch whose transaction is still open (its contracts locked), ready to write."""
@@ -279,14 +276,15 @@ class _Batch:
     plans: dict[int, Plan]
     problems: dict[str, str]
 
-    def write(self, *, as_of: date, job: str) -> list[InvoiceSummary]:
+    def write(self, *, as_of: date, job: str) -> tuple[list[InvoiceSummary], dict[str, str]]:
         s = self.session
         try:
+            hooks.at("invoice.before_write")
             summaries = write_plans(s, self.bundles, self.plans, as_of=as_of, job=job)
             numbers = [self.bundles[c].contract.number for c in self.plans]
             record_exceptions(s, job, as_of, "billing_contract", self.problems, cleared=numbers)
             s.commit()
-            return summaries
+            return summaries, self.problems
         except BaseException:
             s.rollback()
             raise
@@ -301,44 +299,58 @@ class _Batch:
 def _prepare_batch(
     engine: Engine, ids: list[int], kind: str, *, horizon: date | None, job: str, dry_run: bool, report: RunReport
 ) -> _Batch | None:
-    """Open the batch's transaction, lock, load and plan; None when there is nothing to write."""
+    """Open the batch's transaction, lock its contracts, then load and plan them from one
+    consistent snapshot taken under the locks; None when there is nothing to write.
+
+    The lock (the same per-contract lock the Scheduled Update merge and subscription changes
+    take) keeps those from committing changes to these contracts until this batch commits; the
+    snapshot makes every read of the batch see one state, whatever else commits meanwhile.
+    """
     s = session_factory(engine)()
     try:
-        _lock(s, ids)
+        lock_contracts(s, ids)
         if kind == "full_cycle":
             # Pre-check under the lock: another run may have billed these since we listed them.
             ids = list(s.scalars(select(BillingContract.id).where(BillingContract.id.in_(ids), BillingContract.next_invoice_date <= horizon)))
-        bundles = load_bundles(s, ids)
-        plans, bad = _plan_batch(s, bundles, kind, horizon=horizon)
+        with snapshot_scope(s) as snap:
+            bundles = load_bundles(snap, ids)
+            plans, bad = _plan_batch(snap, bundles, kind, horizon=horizon)
     except BaseException:
         s.rollback()
         s.close()
         raise
     numbers = {cid: bundles[cid].contract.number for cid in bundles}
     problems = {numbers[cid]: reason for cid, reason in bad.items()}
-    for key, reason in problems.items():
-        log.warning("%s: contract %s skipped: %s", job, key, reason)
-    report.skipped += [{"contract": k, "reason": r} for k, r in problems.items()]
     batch = _Batch(s, bundles, plans, problems)
     if dry_run:
         for cid, plan in plans.items():
             for inv in plan.invoices:
                 report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
                 report.lines += len(inv.lines)
+        _account(report, [], problems, job)
         batch.abandon()
         return None
     return batch
 
 
-def _account(report: RunReport, summaries: list[InvoiceSummary]) -> None:
+def _account(report: RunReport, summaries: list[InvoiceSummary], problems: dict[str, str], job: str) -> None:
     report.invoices += summaries
     report.lines += sum(x.lines for x in summaries)
+    for key, reason in problems.items():
+        log.warning("%s: contract %s skipped: %s", job, key, reason)
+    report.skipped += [{"contract": k, "reason": r} for k, r in problems.items()]
 
 
 def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None, job: str, dry_run: bool, engine: Engine | None, batch: int) -> RunReport:  # type: ignore[no-untyped-def]
     """Batches of contracts, one transaction each. On PostgreSQL the writing of one batch (mostly
     the database's work) overlaps the loading and planning of the next (mostly Python's): a
-    single writer thread, so batches still commit one after the other, in order."""
+    single writer thread, so batches still commit one after the other, in order.
+
+    A batch that fails with a transient database error (deadlock, serialization failure, lost
+    connection) is redone whole, a bounded number of times (w365.db.retry); one that hits a
+    unique key (another run billed part of it) is redone a contract at a time, where the
+    conflict means "already billed" and is a no-op.
+    """
     engine = engine or get_engine()
     started = time.monotonic()
     report = RunReport(job=job, as_of=run_date.isoformat(), dry_run=dry_run)
@@ -347,31 +359,44 @@ def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None,
     report.contracts_considered = len(ids)
     log.info("%s: %d contract(s) to consider", job, len(ids))
 
-    def one_by_one(chunk: list[int], exc: IntegrityError) -> None:
-        # Someone else billed part of this batch: redo it a contract at a time; a unique-key
-        # conflict then means "already billed" and is a no-op.
-        log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
-        for cid in chunk:
-            try:
-                b = _prepare_batch(engine, [cid], kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
-                if b is not None:
-                    _account(report, b.write(as_of=run_date, job=job))
-            except IntegrityError:
-                log.info("%s: contract #%d was billed by another run; nothing to do", job, cid)
+    def what(chunk: list[int]) -> str:
+        return f"{job}: batch of {len(chunk)} contract(s) from #{chunk[0]}"
+
+    def prepare(chunk: list[int]) -> _Batch | None:
+        return run_retrying(lambda: _prepare_batch(engine, chunk, kind, horizon=horizon, job=job, dry_run=dry_run, report=report), what(chunk))
+
+    def bill_now(chunk: list[int]) -> None:
+        """Prepare and write ``chunk`` here and now, redone on transient errors."""
+
+        def once() -> None:
+            b = _prepare_batch(engine, chunk, kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
+            if b is not None:
+                _account(report, *b.write(as_of=run_date, job=job), job)
+
+        try:
+            run_retrying(once, what(chunk))
+        except IntegrityError as exc:
+            if len(chunk) == 1:
+                log.info("%s: contract #%d was billed by another run; nothing to do", job, chunk[0])
+                return
+            log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
+            for cid in chunk:
+                bill_now([cid])
+
+    def recover(chunk: list[int], exc: BaseException) -> None:
+        """A batch's write failed: redo it if the failure allows (a unique key, a transient error)."""
+        if isinstance(exc, IntegrityError) or transient_reason(exc) is not None:
+            if not isinstance(exc, IntegrityError):
+                log.warning("%s: %s while writing; redoing the batch", what(chunk), transient_reason(exc))
+            bill_now(chunk)
+        else:
+            raise exc
 
     done = 0
-    pending: tuple[list[int], Future[list[InvoiceSummary]]] | None = None
+    pending: tuple[list[int], Future[tuple[list[InvoiceSummary], dict[str, str]]]] | None = None
 
-    def settle() -> None:
-        nonlocal pending, done
-        if pending is None:
-            return
-        chunk, future = pending
-        pending = None
-        try:
-            _account(report, future.result())
-        except IntegrityError as exc:
-            one_by_one(chunk, exc)
+    def progress(chunk: list[int]) -> None:
+        nonlocal done
         done += len(chunk)
         log.info("%s: %d/%d contracts done, %d invoice(s), %d line(s) so far", job, done, len(ids), len(report.invoices), report.lines)
 
@@ -379,26 +404,37 @@ def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None,
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="w365-invoice-writer") as writer:
         try:
             for chunk in _chunks(ids, batch):
-                b = _prepare_batch(engine, chunk, kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
-                try:
-                    settle()  # the previous batch commits before this one writes: numbering stays in order
-                except BaseException:
-                    if b is not None:
-                        b.abandon()
-                    raise
-                future: Future[list[InvoiceSummary]] = Future()
+                b = prepare(chunk)
+                if pending is not None:
+                    # The previous batch commits before this one writes: numbering stays in order.
+                    prev, future = pending
+                    pending = None
+                    try:
+                        _account(report, *future.result(), job)
+                    except BaseException as exc:  # noqa: BLE001 - recover() re-raises what it cannot redo
+                        if b is not None:
+                            b.abandon()  # release this batch's locks before redoing the previous one
+                        recover(prev, exc)
+                        b = prepare(chunk)
+                    progress(prev)
                 if b is None:
-                    future.set_result([])
+                    progress(chunk)
                 elif overlap:
-                    future = writer.submit(b.write, as_of=run_date, job=job)
+                    pending = (chunk, writer.submit(b.write, as_of=run_date, job=job))
                 else:
                     try:
-                        future.set_result(b.write(as_of=run_date, job=job))
-                    except BaseException as exc:  # noqa: BLE001 - handed to settle() like a writer's error
-                        future.set_exception(exc)
-                pending = (chunk, future)
+                        _account(report, *b.write(as_of=run_date, job=job), job)
+                    except BaseException as exc:  # noqa: BLE001
+                        recover(chunk, exc)
+                    progress(chunk)
         finally:
-            settle()
+            if pending is not None:
+                prev, future = pending
+                try:
+                    _account(report, *future.result(), job)
+                except BaseException as exc:  # noqa: BLE001
+                    recover(prev, exc)
+                progress(prev)
     report.seconds = round(time.monotonic() - started, 3)
     log.info(report.summary())
     return report

@@ -1,19 +1,22 @@
 """The invoice generator: pure, like Kill Bill's. Contract + subscriptions + change logs + what
 was already billed + the periods to reconcile -> proposed invoice lines.
 
-The rule it implements (SPEC B3-B5, S6, C4, C12 and the B5 decision): for a subscription in a
+The rule it implements (SPEC B3-B5, S6, C4, C12, M2 and the B5 decision): for a subscription in a
 billing period, the amount is the sum over its days of quantity x price per period / days in the
-period, with quantity and price as the change log says for each day. What was billed is read the
-same way from existing lines. A line is proposed for every run of days where the two differ:
+period, with quantity and price as the change log says for each day. The period's *ideal lines*
+are the runs of days with the same values, each rounded once: what its first invoice would have
+said had every change been known then. Reconciling a period:
 
-* nothing billed yet on those days       -> a RECURRING line (first billing, prorated by days);
-* billed at other values                 -> ADJUSTMENT lines: the difference per unit price,
-  a charge (positive quantity) or a credit (negative quantity) for those days.
+* nothing billed yet                     -> the ideal lines, as RECURRING lines;
+* billed, and the standing lines differ  -> credit and re-bill (ADJUSTMENT lines): each standing
+  line that is not an ideal line is reversed (same days, price and quantity, negated), and each
+  ideal line not standing is billed.
 
-So a rerun proposes nothing (idempotent), a Dec 15 change on a Dec 1-31 invoice splits the line
-at Dec 15, a decrease on the 10th credits from the 11th, and a scheduled change inside the period
-being invoiced is billed although it is in the future (C12: pending SLCLs are laid over the LCLs).
-A cancellation without refund (C4) leaves already-billed days as they are.
+So the period's total is always the sum of its ideal lines, to the minor unit, whenever a change
+was entered; a rerun proposes nothing (idempotent); a Dec 15 change on a Dec 1-31 invoice splits
+the line at Dec 15; a scheduled change inside the period being invoiced is billed although it is
+in the future (C12: pending SLCLs are laid over the LCLs). A cancellation without refund (C4)
+leaves already-billed days as they are.
 
 Nothing here touches the database; every input is a plain value.
 """
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from w365.calendar import BillingIntervalDetail, Period
 from w365.ledger import BillingTimeline, Change, Segment
@@ -65,7 +68,8 @@ class SubscriptionInput:
 
 @dataclass(frozen=True)
 class BilledLine:
-    """An existing invoice line, as the generator needs it (end exclusive)."""
+    """An existing invoice line, as the generator needs it (end exclusive). ``ref`` names it for
+    the credit that may reverse it ("INV-000012 line 3")."""
 
     subscription_id: int
     kind: str
@@ -75,6 +79,10 @@ class BilledLine:
     quantity: Decimal
     unit_price: Decimal
     lcl_ids: frozenset[int] = frozenset()
+    slcl_ids: frozenset[int] = frozenset()
+    ref: str = ""
+    sales_unit: str | None = None
+    fx_rate: Decimal | None = None
 
 
 @dataclass
@@ -153,108 +161,122 @@ class Pricer:
 
 @dataclass(frozen=True)
 class _Run:
+    """Days ``[start, end)`` on which the expected values are constant: one line per unit price."""
+
     start: date
     end: date
-    delta: tuple[tuple[Decimal, Decimal], ...]  # (unit price, quantity), sorted
-    first_billing: bool  # no line has ever billed these days
+    items: tuple[tuple[Decimal, Decimal], ...]  # (unit price per period, quantity), sorted
     lcl_ids: frozenset[int]
     slcl_ids: frozenset[int]
     sales_unit: str | None
     fx_rate: Decimal | None
 
 
-def _expected_map(seg: Segment | None, sub: SubscriptionInput, period: Period, pricer: Pricer) -> tuple[dict[Decimal, Decimal], Decimal | None]:
-    if seg is None or seg.state.billable_quantity == 0:
-        return {}, None
-    price, rate = pricer.per_period(seg.state.selling_price, seg.state.sales_unit, sub.currency, period)
-    return {price: Decimal(seg.state.billable_quantity)}, rate
+def _append(runs: list[_Run], run: _Run) -> None:
+    """Add a run, merged into its neighbour when the values are equal: where a change point
+    falls must not change the lines (nor their rounding)."""
+    prev = runs[-1] if runs else None
+    if prev and prev.end == run.start and prev.items == run.items:
+        runs[-1] = _Run(prev.start, run.end, run.items, prev.lcl_ids | run.lcl_ids, prev.slcl_ids | run.slcl_ids,
+                        prev.sales_unit or run.sales_unit, prev.fx_rate or run.fx_rate)
+    else:
+        runs.append(run)
 
 
-def _reconcile_period(
-    sub: SubscriptionInput,
-    tl: BillingTimeline,
-    period: Period,
-    service: tuple[date, date],
-    billed: Sequence[BilledLine],
-    pricer: Pricer,
-) -> list[_Run]:
-    lo, hi = max(period.start, service[0]), min(period.end, service[1])
-    segments = tl.segments(lo, hi) if lo < hi else []
-    if not billed:
-        return _first_billing_runs(sub, segments, period, pricer)
-    points = {period.start, period.end}
-    for s in segments:
-        points.add(s.start)
-        points.add(s.end)
-    for b in billed:
-        points.add(max(b.start, period.start))
-        points.add(min(b.end, period.end))
-    cuts = sorted(p for p in points if period.start <= p <= period.end)
-    runs: list[_Run] = []
-    si = 0
-    for a, b in zip(cuts, cuts[1:]):
-        if a >= b:
-            continue
-        while si < len(segments) and segments[si].end <= a:
-            si += 1
-        seg = segments[si] if si < len(segments) and segments[si].start <= a < segments[si].end else None
-        expected, rate = _expected_map(seg, sub, period, pricer)
-        have: dict[Decimal, Decimal] = defaultdict(Decimal)
-        already: set[int] = set()
-        covered = False  # any line on these days, even ones that net to nothing
-        for line in billed:
-            if line.start <= a < line.end:
-                have[line.unit_price] += line.quantity
-                already |= line.lcl_ids
-                covered = True
-        have = {p: q for p, q in have.items() if q != 0}
-        if seg is not None and seg.no_refund and have:
-            continue  # SPEC C4: a cancellation without refund keeps the prepaid days
-        delta = {p: expected.get(p, Decimal(0)) - have.get(p, Decimal(0)) for p in set(expected) | set(have)}
-        items = tuple(sorted((p, q) for p, q in delta.items() if q != 0))
-        if not items:
-            continue
-        # M3: a delta line names the changes not billed before on these days.
-        sources = frozenset(seg.sources) if seg else frozenset()
-        run = _Run(
-            a,
-            b,
-            items,
-            not covered,
-            (sources - already) or sources,
-            frozenset(seg.slcl_sources) if seg else frozenset(),
-            seg.state.sales_unit if seg else None,
-            rate,
-        )
-        prev = runs[-1] if runs else None
-        if prev and prev.end == a and prev.delta == items and prev.first_billing == run.first_billing:
-            runs[-1] = _Run(prev.start, b, items, prev.first_billing, prev.lcl_ids | run.lcl_ids, prev.slcl_ids | run.slcl_ids, prev.sales_unit or run.sales_unit, prev.fx_rate or rate)
-        else:
-            runs.append(run)
-    return runs
+def _billed_on(billed: Sequence[BilledLine], day: date) -> tuple[tuple[Decimal, Decimal], ...]:
+    have: dict[Decimal, Decimal] = defaultdict(Decimal)
+    for line in billed:
+        if line.start <= day < line.end:
+            have[line.unit_price] += line.quantity
+    return tuple(sorted((p, q) for p, q in have.items() if q != 0))
 
 
-def _first_billing_runs(sub: SubscriptionInput, segments: Sequence[Segment], period: Period, pricer: Pricer) -> list[_Run]:
-    """``_reconcile_period`` when nothing is billed on the period yet (most lines of a run):
-    the runs are the billable segments themselves, equal neighbours merged."""
+def _ideal_runs(sub: SubscriptionInput, segments: Sequence[Segment], period: Period, billed: Sequence[BilledLine], pricer: Pricer) -> list[_Run]:
+    """The period's lines had every change been known at its first billing (SPEC B5 decision):
+    runs of days with the same quantity and price, equal neighbours merged. On days a
+    cancellation without refund took away (SPEC C4), days already billed keep what was billed."""
     runs: list[_Run] = []
     for seg in segments:
+        srcs, slcls = frozenset(seg.sources), frozenset(seg.slcl_sources)
+        if seg.no_refund and billed:
+            cuts = sorted({seg.start, seg.end} | {d for b in billed for d in (b.start, b.end) if seg.start < d < seg.end})
+            for a, b in zip(cuts, cuts[1:]):
+                kept = _billed_on(billed, a)
+                if kept:
+                    _append(runs, _Run(a, b, kept, srcs, slcls, seg.state.sales_unit, None))
+            continue
         qty = seg.state.billable_quantity
         if qty == 0:
             continue
         price, rate = pricer.per_period(seg.state.selling_price, seg.state.sales_unit, sub.currency, period)
-        items = ((price, Decimal(qty)),)
-        prev = runs[-1] if runs else None
-        if prev and prev.end == seg.start and prev.delta == items:
-            runs[-1] = _Run(prev.start, seg.end, items, True, prev.lcl_ids | frozenset(seg.sources), prev.slcl_ids | frozenset(seg.slcl_sources),
-                            prev.sales_unit or seg.state.sales_unit, prev.fx_rate or rate)
-        else:
-            runs.append(_Run(seg.start, seg.end, items, True, frozenset(seg.sources), frozenset(seg.slcl_sources), seg.state.sales_unit, rate))
+        _append(runs, _Run(seg.start, seg.end, ((price, Decimal(qty)),), srcs, slcls, seg.state.sales_unit, rate))
     return runs
+
+
+def _live(billed: Sequence[BilledLine]) -> list[BilledLine]:
+    """The billed lines still standing: a credit that mirrors a line (same days and unit price,
+    opposite quantity) cancels it."""
+    out: list[BilledLine | None] = []
+    open_: dict[tuple[date, date, Decimal, Decimal], list[int]] = defaultdict(list)
+    for b in billed:
+        mirror = open_.get((b.start, b.end, b.unit_price, -b.quantity))
+        if mirror:
+            out[mirror.pop()] = None
+        else:
+            open_[(b.start, b.end, b.unit_price, b.quantity)].append(len(out))
+            out.append(b)
+    return [b for b in out if b is not None]
 
 
 def _fmt_days(start: date, end: date) -> str:
     return f"{start.isoformat()} to {(end - timedelta(days=1)).isoformat()}"
+
+
+def _reconcile_period(
+    contract: ContractTerms, sub: SubscriptionInput, period: Period, runs: Sequence[_Run], billed: Sequence[BilledLine]
+) -> list[ProposedLine]:
+    """Lines that make the period's billed lines equal its ideal lines (SPEC B4, C11, C12, M2).
+
+    Nothing billed yet: the ideal lines, as recurring lines. Otherwise credit and re-bill: every
+    standing line that is not exactly an ideal line is reversed (a credit of the same days,
+    price and quantity, so of the same amount), and every ideal line not standing is billed. Each
+    line is rounded once, so the period's total is the sum of its ideal lines however late a
+    change was entered. A rerun proposes nothing.
+    """
+    standing: dict[tuple[date, date, Decimal, Decimal], list[BilledLine]] = defaultdict(list)
+    for b in _live(billed):
+        standing[(b.start, b.end, b.unit_price, b.quantity)].append(b)
+    wanted: list[tuple[_Run, Decimal, Decimal]] = []
+    for run in runs:
+        for price, qty in run.items:
+            same = standing.get((run.start, run.end, price, qty))
+            if same:
+                same.pop()
+            else:
+                wanted.append((run, price, qty))
+    reversed_ = sorted((b for lines in standing.values() for b in lines), key=lambda b: (b.start, b.unit_price, b.quantity))
+    converted = sub.currency if sub.currency != contract.currency else None
+    out: list[ProposedLine] = []
+
+    def line(kind: str, start: date, end: date, qty: Decimal, price: Decimal, what: str, **kw: Any) -> ProposedLine:
+        days = (end - start).days
+        return ProposedLine(
+            subscription_id=sub.id, kind=kind, period=period, start=start, end=end, quantity=qty, unit_price=price,
+            amount=line_amount(qty, price, days, period.days, contract.currency), days=days, period_days=period.days,
+            source_currency=converted, description=f"{what}{sub.name}, {_fmt_days(start, end)}"
+            + ("" if days == period.days else f" ({days}/{period.days} days)"), **kw,
+        )
+
+    for b in reversed_:
+        out.append(line(ADJUSTMENT, b.start, b.end, -b.quantity, b.unit_price, f"Credit: reverses {b.ref or 'a line billed before'}: ",
+                        sales_unit=b.sales_unit, lcl_ids=tuple(sorted(b.lcl_ids)), slcl_ids=tuple(sorted(b.slcl_ids)), fx_rate=b.fx_rate))
+    for run, price, qty in wanted:
+        covered = any(b.start < run.end and run.start < b.end for b in billed)
+        kind = RECURRING if qty > 0 and not covered else ADJUSTMENT
+        what = "" if kind == RECURRING else ("Re-billed: " if qty > 0 else "Credit: ")
+        out.append(line(kind, run.start, run.end, qty, price, what, sales_unit=run.sales_unit,
+                        lcl_ids=tuple(sorted(run.lcl_ids)), slcl_ids=tuple(sorted(run.slcl_ids)), fx_rate=run.fx_rate))
+    return out
 
 
 def propose_lines(
@@ -289,32 +311,10 @@ def propose_lines(
         sub_billed = by_sub.get(sub.id, [])
         for period in periods:
             in_period = [b for b in sub_billed if b.billing_period_from == period.start and b.kind != ONE_TIME]
-            for run in _reconcile_period(sub, tl, period, service, in_period, pricer):
-                for price, qty in run.delta:
-                    days = (run.end - run.start).days
-                    kind = RECURRING if run.first_billing and qty > 0 else ADJUSTMENT
-                    what = "" if kind == RECURRING else ("Adjustment: " if qty > 0 else "Credit: ")
-                    out.append(
-                        ProposedLine(
-                            subscription_id=sub.id,
-                            kind=kind,
-                            period=period,
-                            start=run.start,
-                            end=run.end,
-                            quantity=qty,
-                            unit_price=price,
-                            amount=line_amount(qty, price, days, period.days, contract.currency),
-                            days=days,
-                            period_days=period.days,
-                            sales_unit=run.sales_unit,
-                            lcl_ids=tuple(sorted(run.lcl_ids)),
-                            slcl_ids=tuple(sorted(run.slcl_ids)),
-                            source_currency=sub.currency if sub.currency != contract.currency else None,
-                            fx_rate=run.fx_rate,
-                            description=f"{what}{sub.name}, {_fmt_days(run.start, run.end)}"
-                            + ("" if days == period.days else f" ({days}/{period.days} days)"),
-                        )
-                    )
+            lo, hi = max(period.start, service[0]), min(period.end, service[1])
+            segments = tl.segments(lo, hi) if lo < hi else []
+            runs = _ideal_runs(sub, segments, period, in_period, pricer)
+            out += _reconcile_period(contract, sub, period, runs, in_period)
     return out
 
 

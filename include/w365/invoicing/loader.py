@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from w365.db.models import (
     InvoiceKind,
     InvoiceLine,
     InvoiceLineLCL,
+    InvoiceLineSLCL,
     LicenseChangeLog,
     Product,
     ScheduledLicenseChangeLog,
@@ -28,6 +29,7 @@ from w365.db.models import (
     Subscription,
     UnitMapping,
 )
+from w365 import hooks
 from w365.invoicing.generator import BadContractData, BilledLine, ContractTerms, Pricer, SubscriptionInput
 from w365.ledger import Change, State
 
@@ -154,6 +156,8 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         after = states.get(key1) or states.setdefault(key1, State(q1, sp1, cp1, su1, _v(st1)))  # type: ignore[arg-type]
         subs[sub_id]["changes"].append(Change(lcl_id, bill_from, before, after, slcl_id, refund, lcl_id))
 
+    hooks.at("invoice.read_change_logs")  # tests pause here, between two reads, while another job commits
+
     sl = ScheduledLicenseChangeLog
     for r in conn.execute(
         select(sl.id, sl.subscription_id, sl.bill_from, sl.action, sl.quantity, sl.selling_price, sl.cost_price, sl.sales_unit, sl.apply_refund)
@@ -168,23 +172,30 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         bundles[r.contract_id].subs.append(SubscriptionInput(sid, r.name, _v(r.kind), r.currency, tuple(info["changes"])))  # type: ignore[arg-type]
 
     il, inv = InvoiceLine, Invoice
-    links: dict[int, set[int]] = defaultdict(set)
-    for line_id, lcl_id in conn.execute(
-        select(InvoiceLineLCL.invoice_line_id, InvoiceLineLCL.lcl_id)
-        .join(il, il.id == InvoiceLineLCL.invoice_line_id)
-        .join(inv, inv.id == il.invoice_id)
-        .where(inv.contract_id.in_(ids))
-    ).all():
-        links[line_id].add(lcl_id)
+
+    def links_of(link: type[InvoiceLineLCL] | type[InvoiceLineSLCL], target: Any) -> dict[int, set[int]]:
+        """Line id -> the LCL (or SLCL) ids it links, for the batch's lines (M3)."""
+        out: dict[int, set[int]] = defaultdict(set)
+        for line_id, target_id in conn.execute(
+            select(link.invoice_line_id, target).join(il, il.id == link.invoice_line_id).join(inv, inv.id == il.invoice_id)
+            .where(inv.contract_id.in_(ids))
+        ).all():
+            out[line_id].add(target_id)
+        return out
+
+    links, slcl_links = links_of(InvoiceLineLCL, InvoiceLineLCL.lcl_id), links_of(InvoiceLineSLCL, InvoiceLineSLCL.slcl_id)
     for r in conn.execute(
-        select(il.id, inv.contract_id, il.subscription_id, il.kind, il.billing_period_from, il.period_from, il.period_to, il.quantity, il.unit_price)
+        select(il.id, inv.contract_id, inv.number, il.line_no, il.subscription_id, il.kind, il.billing_period_from, il.period_from,
+               il.period_to, il.quantity, il.unit_price, il.sales_unit, il.fx_rate)
         .join(inv, inv.id == il.invoice_id)
         .where(inv.contract_id.in_(ids), il.subscription_id.is_not(None))
+        .order_by(il.id)
     ).all():
         bundles[r.contract_id].billed.append(
             BilledLine(
                 r.subscription_id, _v(r.kind), r.billing_period_from, r.period_from, r.period_to + timedelta(days=1),  # type: ignore[arg-type]
-                r.quantity, r.unit_price, frozenset(links.get(r.id, ())),
+                r.quantity, r.unit_price, frozenset(links.get(r.id, ())), frozenset(slcl_links.get(r.id, ())),
+                f"{r.number} line {r.line_no}", r.sales_unit, r.fx_rate,
             )
         )
     for cid, pf in conn.execute(

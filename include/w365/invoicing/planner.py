@@ -41,8 +41,10 @@ class Plan:
 
 
 def as_billed(lines: Sequence[ProposedLine]) -> list[BilledLine]:
+    """Planned lines as billed lines, for planning the next invoice of the same run."""
     return [
-        BilledLine(l.subscription_id, l.kind, l.period.start, l.start, l.end, l.quantity, l.unit_price, frozenset(l.lcl_ids))
+        BilledLine(l.subscription_id, l.kind, l.period.start, l.start, l.end, l.quantity, l.unit_price, frozenset(l.lcl_ids),
+                   frozenset(l.slcl_ids), sales_unit=l.sales_unit, fx_rate=l.fx_rate)
         for l in lines
     ]
 
