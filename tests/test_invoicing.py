@@ -22,7 +22,7 @@ from w365.db.models import (
 from w365.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices, preview_invoice
 from w365.invoicing.export import invoice_document, to_csv, to_html
 from w365.subscriptions import ChangeRequest, change_subscription
-from w365.verify import verify_billing
+from w365.audit import Difference, audit_billing
 
 UTC = timezone.utc
 
@@ -98,23 +98,32 @@ def test_c12_j6_dec15_case_end_to_end_and_rerun_is_a_no_op(store, session):
     assert first.invoices[0].number == "INV-000001"
 
 
-def test_b4_decrease_on_the_10th_credited_from_the_11th_by_change_log_invoice(store, session):
+def test_b4_decrease_on_the_10th_credited_and_rebilled_by_change_log_invoice(store, session):
+    """SPEC B4, S6, M3; issue 11 (credit and re-bill): Dec billed at 10 seats; 10 -> 8 on Dec 10
+    bills 10 seats through Dec 10 and 8 from Dec 11."""
     c = f.contract(session, f.customer(session), start=date(2025, 12, 1))
     sub = f.subscription(session, c, qrb=QRB.ALLOWED)
     session.commit()
-    generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
+    first = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine).invoices[0].number
     change_subscription(session, sub.id, ChangeRequest(quantity=8), now=datetime(2025, 12, 10, 12, tzinfo=UTC))
     session.commit()
     report = generate_change_log_invoices("monthly", date(2025, 12, 15), engine=store.engine)
-    assert [(i.kind, i.period_from, i.period_to, i.total) for i in report.invoices] == [("change_log", "2025-12-11", "2025-12-31", "-13.55")]
-    credit = _lines(session, report.invoices[0].number)[0]
-    assert (credit.kind.value, credit.quantity, credit.days, credit.period_days) == ("adjustment", Decimal(-2), 21, 31)
-    assert [l.id for l in credit.lcls] == [max(l.id for l in sub.change_logs)]  # M3: the LCL it bills
+    assert [(i.kind, i.period_from, i.period_to, i.total) for i in report.invoices] == [("change_log", "2025-12-01", "2025-12-31", "-13.55")]
+    lines = _lines(session, report.invoices[0].number)
+    assert [(l.kind.value, l.period_from, l.period_to, l.quantity, l.days, l.amount) for l in lines] == [
+        ("adjustment", date(2025, 12, 1), date(2025, 12, 31), Decimal(-10), 31, Decimal("-100.00")),  # reverses the Dec line
+        ("adjustment", date(2025, 12, 1), date(2025, 12, 10), Decimal(10), 10, Decimal("32.26")),
+        ("adjustment", date(2025, 12, 11), date(2025, 12, 31), Decimal(8), 21, Decimal("54.19")),
+    ]
+    assert lines[0].description.startswith(f"Credit: reverses {first} line 1: ")
+    change = max(l.id for l in sub.change_logs)
+    assert [l.id for l in lines[0].lcls] == [min(l.id for l in sub.change_logs)]  # M3: what the reversed line billed
+    assert change in [l.id for l in lines[2].lcls]  # M3: the LCL that set 8 seats
     assert generate_change_log_invoices("monthly", date(2025, 12, 15), engine=store.engine).invoices == []
     assert generate_change_log_invoices("monthly", date(2025, 12, 22), engine=store.engine).invoices == []
 
 
-def test_b4_price_only_change_mid_period_credit_and_charge(store, session):
+def test_b4_price_only_change_mid_period_credit_and_rebill(store, session):
     c = f.contract(session, f.customer(session), start=date(2025, 12, 1))
     sub = f.subscription(session, c)
     session.commit()
@@ -123,8 +132,10 @@ def test_b4_price_only_change_mid_period_credit_and_charge(store, session):
     session.commit()
     report = generate_change_log_invoices("monthly", date(2025, 12, 21), engine=store.engine)
     lines = _lines(session, report.invoices[0].number)
+    # Dec 1 -- 10 x 10.00 -- Dec 19 | Dec 20 -- 10 x 12.00 -- Dec 31
     assert sorted((l.unit_price, l.quantity, l.amount) for l in lines) == [
-        (Decimal("10.000000"), Decimal(-10), Decimal("-38.71")),
+        (Decimal("10.000000"), Decimal(-10), Decimal("-100.00")),
+        (Decimal("10.000000"), Decimal(10), Decimal("61.29")),
         (Decimal("12.000000"), Decimal(10), Decimal("46.45")),
     ]
 
@@ -140,7 +151,9 @@ def test_b4_next_cycle_contract_gets_the_difference_on_its_next_full_cycle(store
     report = generate_full_cycle_invoices("monthly", date(2026, 1, 1), engine=store.engine)
     lines = _lines(session, report.invoices[0].number)
     assert [(l.kind.value, l.period_from, l.period_to, l.quantity, l.amount) for l in lines] == [
-        ("adjustment", date(2025, 12, 20), date(2025, 12, 31), Decimal(3), Decimal("11.61")),  # 3 x 10 x 12/31
+        ("adjustment", date(2025, 12, 1), date(2025, 12, 31), Decimal(-10), Decimal("-100.00")),  # Dec credited ...
+        ("adjustment", date(2025, 12, 1), date(2025, 12, 19), Decimal(10), Decimal("61.29")),  # ... and re-billed
+        ("adjustment", date(2025, 12, 20), date(2025, 12, 31), Decimal(13), Decimal("50.32")),  # 13 x 10 x 12/31
         ("recurring", date(2026, 1, 1), date(2026, 1, 31), Decimal(13), Decimal("130.00")),
     ]
 
@@ -157,8 +170,11 @@ def test_c4_cancellation_with_and_without_refund(store, session):
     session.commit()
     report = generate_change_log_invoices("monthly", date(2025, 12, 11), engine=store.engine)
     lines = _lines(session, report.invoices[0].number)
-    # Only the refunded one is credited, for the unused prepaid days Dec 11-31 (C4).
-    assert [(l.subscription_id, l.quantity, l.days, l.amount) for l in lines] == [(refunded.id, Decimal(-10), 21, Decimal("-67.74"))]
+    # Only the refunded one is credited, for the unused prepaid days Dec 11-31 (C4): Dec is
+    # reversed and Dec 1-10 re-billed.
+    assert [(l.subscription_id, l.quantity, l.days, l.amount) for l in lines] == [
+        (refunded.id, Decimal(-10), 31, Decimal("-100.00")), (refunded.id, Decimal(10), 10, Decimal("32.26"))]
+    assert sum(l.amount for l in lines) == Decimal("-67.74")
     # Neither is billed for January.
     assert generate_full_cycle_invoices("monthly", date(2026, 1, 1), engine=store.engine).invoices == []
 
@@ -304,26 +320,61 @@ def test_j6_two_parallel_runs_never_bill_a_contract_twice(store, session):
     assert len(numbers) == len(per_period) == 30
     seqs = sorted(session.scalars(select(Invoice.sequence)))
     assert seqs == list(range(1, len(seqs) + 1))  # gapless even with two workers
-    _, diffs = verify_billing(session)
-    assert diffs == []
+    assert audit_billing(session).differences == []
 
 
 def test_verify_billing_catches_a_day_billed_twice(store, session):
-    """The checker behind `w365 verify billing` is not a tautology: a line billed twice shows."""
+    """Issue 11: the audit behind `w365 verify billing` is not a tautology: a line billing days
+    already billed (inserted behind the engine's back) shows in the days, the header and links."""
     c = f.contract(session, f.customer(session), start=date(2025, 12, 1), change_billing=ChangeBilling.NEXT_CYCLE, number="BC-2X")
     sub = f.subscription(session, c)
     session.commit()
     report = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
     generate_full_cycle_invoices("monthly", date(2026, 1, 1), engine=store.engine)
     f.fresh(session)
-    assert verify_billing(session)[1] == []
-    inv = session.scalars(select(Invoice).where(Invoice.number == report.invoices[0].number)).one()
+    assert audit_billing(session).differences == []
+    number = report.invoices[0].number
+    inv = session.scalars(select(Invoice).where(Invoice.number == number)).one()
     session.add(InvoiceLine(invoice_id=inv.id, line_no=99, subscription_id=sub.id, kind="adjustment", description="double",
                             billing_period_from=date(2025, 12, 1), billing_period_to=date(2025, 12, 31), period_from=date(2025, 12, 5),
                             period_to=date(2025, 12, 6), quantity=Decimal(10), unit_price=Decimal(10), days=2, period_days=31,
                             proration_factor=Decimal("0.0645161290"), amount=Decimal("6.45")))
     session.commit()
-    _, diffs = verify_billing(session)
-    assert [(d.first_day, d.last_day, d.expected, d.billed, d.settles_by) for d in diffs] == [
-        ("2025-12-05", "2025-12-06", {"10.000000": "10"}, {"10.000000": "20"}, "none: error")
+    dup = dict(subscription=sub.id, first_day=date(2025, 12, 5), last_day=date(2025, 12, 6))
+    assert audit_billing(session).differences == [
+        Difference("invoice_total", "BC-2X", "106.45", "100.00", invoice=number),
+        Difference("link", "BC-2X", "a link to the LCLs or SLCLs it bills", "none", invoice=number, line=99, **dup),
+        Difference("day", "BC-2X", "10 x 10.000000", "20 x 10.000000", **dup),
     ]
+
+
+@pytest.mark.parametrize("new_qty", [5, 11])
+def test_c3_on_renewal_change_bills_new_quantity_from_the_first_day_of_the_new_term(store, session, new_qty):
+    """SPEC C3, S6; issue 11: a renewed term starts with its new quantity, up or down. An annual
+    contract renewing on 2026-01-01 with 8 seats changed On Renewal to 5 (or 11) bills the new
+    quantity for the whole 2026 term, not 8 seats for Jan 1 (the D / D+1 rule is for changes
+    inside a term)."""
+    # 2025-01-01 ---- term 1: 8 seats ---- 2025-12-31 | 2026-01-01 ---- term 2: new_qty ---- 2026-12-31
+    c = f.contract(session, f.customer(session), start=date(2025, 1, 1), frequency="ANNUAL", end=date(2025, 12, 31))
+    sub = f.subscription(session, c, quantity=8, price="10.00", qrb=QRB.WINDOW)
+    session.commit()
+    generate_full_cycle_invoices("annual", date(2025, 1, 1), engine=store.engine)
+    res = change_subscription(session, sub.id, ChangeRequest(quantity=new_qty, effective=ChangeEffective.ON_RENEWAL),
+                              now=datetime(2025, 6, 1, tzinfo=UTC))
+    slcl = res.slcl
+    assert (slcl.effective_date, slcl.bill_from, slcl.scheduled_for) == (date(2026, 1, 1), date(2026, 1, 1), datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
+    session.commit()
+    # Billed 30 days ahead (J5): the scheduled change is laid over the new term (C12).
+    report = generate_full_cycle_invoices("annual", date(2025, 12, 2), advance_days=30, engine=store.engine)
+    lines = _lines(session, report.invoices[0].number)
+    assert [(l.period_from, l.period_to, l.quantity, l.amount) for l in lines] == [
+        (date(2026, 1, 1), date(2026, 12, 31), Decimal(new_qty), Decimal(new_qty * 120).quantize(Decimal("0.01")))
+    ]
+    # The merge on the renewal day writes an LCL billed from that day: nothing more to bill (C11).
+    from w365.slcl import merge_due_slcls
+
+    merged = merge_due_slcls(datetime(2026, 1, 1, 0, 5, tzinfo=UTC), engine=store.engine)
+    assert merged.merged == [slcl.id] and merged.failed == {}
+    f.fresh(session)
+    assert max(sub.change_logs, key=lambda l: l.id).bill_from == date(2026, 1, 1)
+    assert generate_change_log_invoices("annual", date(2026, 1, 5), engine=store.engine).invoices == []

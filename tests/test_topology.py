@@ -91,13 +91,13 @@ def _env(home: Path, airflow_db: str, store: str, broker: str, port: int) -> dic
 def _billed(store: str) -> dict[str, Any]:
     from w365.db.models import BillingContract, Invoice
     from w365.db.session import read_scope, get_engine
-    from w365.verify import verify_billing
+    from w365.audit import audit_billing
 
     with read_scope(get_engine(store)) as s:
         per_period = s.execute(select(Invoice.contract_id, Invoice.period_from, func.count()).group_by(Invoice.contract_id, Invoice.period_from)).all()
         seqs = sorted(s.scalars(select(Invoice.sequence)))
         due_feb = s.scalar(select(func.count()).select_from(BillingContract).where(BillingContract.next_invoice_date <= date(2026, 2, 28)))
-        _, diffs = verify_billing(s)
+        diffs = audit_billing(s).differences
     return {"per_period": per_period, "sequences": seqs, "still_due_feb": due_feb, "diffs": diffs}
 
 

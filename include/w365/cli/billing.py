@@ -55,7 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = s.add_parser("ledger", help="every subscription equals the fold of its license change logs")
     add_json_flag(p)
     p.set_defaults(handler=verify_ledger)
-    p = s.add_parser("billing", help="every billed day of every subscription billed once, at its LCL quantity and price")
+    p = s.add_parser("billing", help="independent audit: billed days, line amounts, totals, numbering, links, bill-from days")
     p.add_argument("--contract", action="append", help="only these contract numbers")
     add_json_flag(p)
     p.set_defaults(handler=verify_billing)
@@ -159,16 +159,20 @@ def verify_ledger(args: argparse.Namespace) -> int:
 
 
 def verify_billing(args: argparse.Namespace) -> int:
-    from w365.db.session import session_scope
-    from w365.verify import verify_billing as check
+    """The independent audit (w365.audit): every difference on one line, a summary, and exit
+    status 1 on any difference, even one a coming run is due to settle."""
+    from w365.audit import audit_billing
+    from w365.db.session import get_engine, read_scope
 
-    with session_scope() as s:
-        days, diffs = check(s, args.contract)
-    errors = [d for d in diffs if d.settles_by.startswith("none")]
+    engine = get_engine()
+    if engine.dialect.name == "postgresql":  # one snapshot, however long the audit reads
+        engine = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with read_scope(engine) as s:
+        report = audit_billing(s, args.contract)
     if args.json:
-        print_json({"days_checked": days, "differences": [d.to_dict() for d in diffs], "errors": len(errors)})
+        print_json(report.to_dict())
     else:
-        for d in diffs:
-            print(f"{d.contract} sub #{d.subscription_id} {d.first_day}..{d.last_day}: expected {d.expected}, billed {d.billed} -> {d.settles_by}")
-        print(f"{days} subscription-day(s) checked; {len(diffs)} difference(s), {len(errors)} that no run will settle")
-    return 1 if errors else 0
+        for d in report.differences:
+            print(d)
+        print(report.summary())
+    return 1 if report.differences else 0
