@@ -168,3 +168,14 @@ def session(store: Store) -> Iterator[Session]:
     finally:
         s.rollback()
         s.close()
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """``w365.cli.main`` points the root logger at the (captured) stderr; put it back after."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level

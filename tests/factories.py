@@ -136,3 +136,13 @@ def run_in_parallel(fn, workers: int = 2, timeout: float = 120):  # type: ignore
     if errors:
         raise errors[0]
     return results
+
+
+def row_counts(store) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Rows in every table of the store: a refused input must leave them all unchanged."""
+    from sqlalchemy import func, select
+
+    from w365.db.models import Base
+
+    with store.session() as s:
+        return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}

@@ -7,13 +7,11 @@ past the database's immutability triggers. Each test asserts the exact differenc
 
 import ast
 import json
-import logging
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, text
 
 import factories as f
@@ -336,15 +334,6 @@ def test_b3_c4_a_day_billed_twice_is_named_even_when_the_header_adds_up(store, s
     assert _audit(session).differences == [
         Difference("day", "BC-DEC15", "10 x 10.000000", "20 x 10.000000", subscription=sid, first_day=D(2025, 12, 1), last_day=D(2025, 12, 14)),
     ]
-
-
-@pytest.fixture
-def root_logging():
-    """`w365` points the root logger at the (captured) stderr; put the handlers back after."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = handlers, level
 
 
 def test_cli_verify_billing_prints_each_difference_and_exits_1_on_any(store, session, capsys, root_logging):

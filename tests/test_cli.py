@@ -64,11 +64,12 @@ def test_demo_import_and_verbs_on_a_store(store, capsys):
     assert isinstance(json.loads(capsys.readouterr().out), list)
 
 
-def test_errors_are_clear_and_exit_2(store, capsys, tmp_path):
+def test_errors_are_clear_exit_1_when_refused_2_when_the_argument_names_nothing(store, capsys, tmp_path):
+    """issue 12: a refusal by a rule (bad rows) exits 1; an argument that names nothing exits 2."""
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "customers.csv").write_text("name,email\n,x@example.com\n")
-    assert main(["import", str(bad)]) == 2
+    assert main(["import", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "customers.csv, row 2: name is empty" in err and "nothing was written" in err
     assert main(["invoice", "show", "INV-404"]) == 2

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 import factories as f
@@ -18,6 +18,7 @@ from w365.db.models import (
     Invoice,
     InvoiceKind,
     LicenseChangeLog,
+    ProductPrice,
     ScheduledLicenseChangeLog,
     SLCLAction,
     SLCLStatus,
@@ -34,13 +35,35 @@ def test_migrations_match_models(store):
 def test_m1_money_round_trips_exactly(store, session):
     cust = f.customer(session)
     c = f.contract(session, cust)
-    sub = f.subscription(session, c, price="123456789012.123456", cost="0.000001")
+    # The largest price w365.limits accepts (issue 12) and the smallest step.
+    sub = f.subscription(session, c, price="999999999.999999", cost="0.000001", quantity=1)
+    # The column itself holds 18 digits: a float would lose some.
+    row = ProductPrice(product_id=sub.product_id, sales_unit="MONTHLY", currency="USD", cost_price=Decimal("0.000001"),
+                       selling_price=Decimal("123456789012.123456"), effective_from=date(2026, 1, 1))
+    session.add(row)
     session.commit()
     session.expire_all()
     got = session.get(Subscription, sub.id)
-    assert got.selling_price == Decimal("123456789012.123456")  # a float would lose digits
+    assert got.selling_price == Decimal("999999999.999999")
     assert got.cost_price == Decimal("0.000001")
+    assert session.get(ProductPrice, row.id).selling_price == Decimal("123456789012.123456")
     assert isinstance(got.created_at, datetime) and got.created_at.tzinfo is not None
+
+
+def test_m1_issue12_sqlite_refuses_what_postgresql_would_numeric_overflow(store, session):
+    """issue 12, SPEC M1: a number wider than its NUMERIC column is refused before the statement
+    runs, with the same message on SQLite (which would store it) as on PostgreSQL."""
+    from sqlalchemy.exc import StatementError
+
+    sub = f.subscription(session, f.contract(session, f.customer(session)))
+    session.commit()
+    session.add(ProductPrice(product_id=sub.product_id, sales_unit="MONTHLY", currency="USD", cost_price=Decimal("0"),
+                             selling_price=Decimal("1E+12"), effective_from=date(2026, 1, 1)))
+    with pytest.raises(StatementError) as exc:
+        session.flush()
+    session.rollback()
+    assert str(exc.value.orig) == ("1E+12 does not fit NUMERIC(18, 6): at most 12 digits before the decimal point")
+    assert session.scalar(select(func.count()).select_from(ProductPrice)) == 0
 
 
 def test_s3_license_change_log_is_append_only(store, session):

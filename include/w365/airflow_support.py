@@ -11,8 +11,9 @@ stays a short, readable TaskFlow DAG.
   notifier (``[w365] failure_notifier``) and the Assets the sync jobs publish.
 
 Parse-time budget: this module is imported by every DAG file while Airflow parses it, so it
-imports only the standard library, pendulum, ``airflow.sdk`` and ``w365.catalogue``. The billing
-code (SQLAlchemy, the store) is imported inside the functions that tasks call.
+imports only the standard library, pendulum, ``airflow.sdk``, ``w365.catalogue`` and ``w365.limits``
+(stdlib only). The billing code (SQLAlchemy, the store) is imported inside the functions that
+tasks call.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from airflow.sdk import (
     task,
 )
 
-from w365 import catalogue
+from w365 import catalogue, limits
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def timetable(job: catalogue.Job) -> Any:
 
 PARAM_SPECS: dict[str, dict[str, Any]] = {
     "advance_days": {
-        "type": "integer", "minimum": 0, "title": "Advance days",
+        "type": "integer", "minimum": 0, "maximum": limits.MAX_ADVANCE_DAYS, "title": "Advance days",
         "description": "Bill contracts whose next invoice date falls within this many days after the run date "
         "(SPEC J5: bill ahead).",
     },

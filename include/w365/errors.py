@@ -4,7 +4,8 @@ from __future__ import annotations
 
 
 class W365Error(Exception):
-    """Base: a refusal with a message meant for people (the CLI prints it without a traceback)."""
+    """Base: a refusal with a message meant for people (the CLI prints it without a traceback
+    and exits 1: a rule said no)."""
 
 
 class ValidationError(W365Error):
@@ -18,4 +19,9 @@ class ValidationError(W365Error):
 
 
 class NotFound(W365Error):
-    pass
+    """An id or number that names nothing in the store (the CLI exits 2: a bad argument)."""
+
+
+class UsageError(W365Error):
+    """A command line that cannot be run as written: a usage error or a bad argument value (the
+    CLI exits 2). The message names the argument."""

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import csv
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from w365 import limits
 from w365.calendar import BillingIntervalDetail
 from w365.db.models import (
     QRB,
@@ -31,10 +33,11 @@ from w365.db.models import (
     ProductPrice,
     Provider,
     ProviderKind,
+    Subscription,
     UnitMapping,
 )
-from w365.errors import W365Error
-from w365.money import PRICE_PLACES, D, MoneyError, check_currency, check_places
+from w365.errors import UsageError, W365Error
+from w365.money import MoneyError, check_currency
 from w365.subscriptions import create_subscription
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,27 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+# file -> column -> longest value (its column in the store, or the column it refers to). Every
+# other column (numbers, dates, booleans, codes) takes at most DEFAULT_LENGTH characters.
+_L = limits.column_length
+TEXT_LENGTHS: dict[str, dict[str, int]] = {
+    "providers.csv": {"name": _L(Provider.name), "connection_id": _L(Provider.connection_id), "alert_email": _L(Provider.alert_email)},
+    "customers.csv": {"name": _L(Customer.name), "email": _L(Customer.email), "salesperson": _L(Customer.salesperson),
+                      "provider_tenant_id": _L(Customer.provider_tenant_id)},
+    "products.csv": {"sku": _L(Product.sku), "name": _L(Product.name), "provider": _L(Provider.name), "offer_id": _L(Product.offer_id)},
+    "prices.csv": {"sku": _L(Product.sku), "price_list": _L(ProductPrice.price_list)},
+    "contracts.csv": {"number": _L(BillingContract.number), "customer": _L(Customer.name), "price_list": _L(BillingContract.price_list),
+                      "salesperson": _L(BillingContract.salesperson)},
+    "subscriptions.csv": {"contract": _L(BillingContract.number), "product": _L(Product.sku), "provider": _L(Provider.name),
+                          "name": _L(Subscription.name), "provider_subscription_id": _L(Subscription.provider_subscription_id)},
+}
+DEFAULT_LENGTH = 64
+# While reading, csv accepts values up to this long, so that a longer one than its column is
+# refused by name (row and column) rather than by the csv module's 128 KiB limit.
+FIELD_LIMIT = 1 << 20
+MAX_LISTED = 200  # problems listed in the message; all are in ImportFailed.errors
+
+
 @dataclass(frozen=True)
 class RowError:
     file: str
@@ -69,7 +93,9 @@ class RowError:
 class ImportFailed(W365Error):
     def __init__(self, errors: list[RowError]):
         self.errors = errors
-        listing = "\n".join(f"  {e}" for e in errors)
+        listing = "\n".join(f"  {e}" for e in errors[:MAX_LISTED])
+        if len(errors) > MAX_LISTED:
+            listing += f"\n  ... and {len(errors) - MAX_LISTED} more"
         super().__init__(f"import refused, nothing was written; {len(errors)} problem(s):\n{listing}")
 
 
@@ -99,37 +125,22 @@ def _opt(rec: dict[str, str], col: str) -> str | None:
     return value or None
 
 
+def _bounded(check: Callable[[Any, str], Any], value: str | None, col: str) -> Any:
+    """``value`` checked by a ``w365.limits`` function (None stays None), as a row problem."""
+    if value is None:
+        return None
+    try:
+        return check(value, col)
+    except limits.BadValue as exc:
+        raise _Bad(str(exc)) from None
+
+
 def _date(value: str | None, col: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise _Bad(f"{col} {value!r} is not a date (YYYY-MM-DD)") from None
-
-
-def _int(value: str | None, col: str, minimum: int | None = 0) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise _Bad(f"{col} {value!r} is not a whole number") from None
-    if minimum is not None and number < minimum:
-        raise _Bad(f"{col} {number} is negative" if minimum == 0 else f"{col} {number} is below {minimum}")
-    return number
+    return _bounded(limits.day, value, col)  # type: ignore[no-any-return]
 
 
 def _price(value: str | None, col: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        number = check_places(D(value), PRICE_PLACES, col)
-    except MoneyError as exc:
-        raise _Bad(str(exc)) from None
-    if number < 0:
-        raise _Bad(f"{col} {number} is negative")
-    return number
+    return _bounded(limits.price, value, col)  # type: ignore[no-any-return]
 
 
 def _bool(value: str | None, col: str, default: bool) -> bool:
@@ -160,36 +171,103 @@ def _currency(value: str, col: str = "currency") -> str:
         raise _Bad(str(exc)) from None
 
 
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    old = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def read_csv(path: Path, required: tuple[str, ...], optional: tuple[str, ...], lengths: dict[str, int],
+             errors: list[RowError]) -> list[tuple[int, dict[str, str]]] | None:
+    """One CSV file's rows as (line number, {column: value}); None if its header is unusable.
+
+    Nothing is lost or guessed: a column named twice, a row with more (or fewer) values than the
+    header names, bytes that are not UTF-8 and a value longer than its column are problems,
+    reported by row and column in ``errors`` (a DictReader would keep the last of two columns of
+    the same name and drop extra values silently).
+    """
+    name = path.name
+    rows: list[tuple[int, dict[str, str]]] = []
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as fh, _csv_field_limit(FIELD_LIMIT):
+        reader = csv.reader(fh, strict=True)
+        line = 0
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            line = reader.line_num
+            bad_header: list[str] = []
+            for i, col in enumerate(header, start=1):
+                try:
+                    limits.utf8(col, f"column {i}")
+                except limits.BadValue as exc:
+                    bad_header.append(str(exc))
+            if bad_header:
+                errors += [RowError(name, 1, reason) for reason in bad_header]
+                return None
+            seen: dict[str, int] = {}
+            for i, col in enumerate(header, start=1):
+                if not col:
+                    bad_header.append(f"column {i} has no name")
+                elif col in seen:
+                    bad_header.append(f"column {col!r} appears twice (columns {seen[col]} and {i}); one value would overwrite the other")
+                else:
+                    seen[col] = i
+            missing = [c for c in required if c not in seen]
+            unknown = [c for c in seen if c not in required + optional]
+            if missing:
+                bad_header.append(f"missing column(s) {', '.join(missing)}")
+            if unknown:
+                bad_header.append(f"unknown column(s) {', '.join(c if c.isprintable() else repr(c) for c in unknown)}")
+            if bad_header:
+                errors.append(RowError(name, 1, "; ".join(bad_header)))
+                return None
+            for record in reader:
+                row, line = line + 1, reader.line_num
+                if not record:
+                    continue  # a blank line
+                if len(record) != len(header):
+                    if len(record) > len(header):
+                        extra = ", ".join(limits.show(v) for v in record[len(header):][:3])
+                        what = f"the extra value(s) {extra} would be lost"
+                    else:
+                        what = f"no value for {', '.join(header[len(record):])}; write empty values as ,,"
+                    n = len(record)
+                    errors.append(RowError(name, row, f"{n} value{'s' if n != 1 else ''}, but the header names {len(header)} columns: {what}"))
+                    continue
+                for col, value in zip(header, record):
+                    try:
+                        limits.text(limits.utf8(value, col).strip(), col, lengths.get(col, DEFAULT_LENGTH))
+                    except limits.BadValue as exc:
+                        errors.append(RowError(name, row, str(exc)))
+                rows.append((row, dict(zip(header, record))))
+        except csv.Error as exc:  # an unclosed quote, a NUL byte, a value longer than FIELD_LIMIT
+            errors.append(RowError(name, line + 1, f"not readable as CSV from this row on ({exc}); nothing of this file was read"))
+            return None
+    return rows
+
+
 def read_folder(folder: Path) -> dict[str, list[tuple[int, dict[str, str]]]]:
     """Read every known CSV in ``folder``; unknown files are an error (a typo loses data)."""
     if not folder.is_dir():
-        raise W365Error(f"{folder} is not a folder")
+        raise UsageError(f"argument FOLDER: {folder} is not a folder")
     found: dict[str, list[tuple[int, dict[str, str]]]] = {}
     errors: list[RowError] = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() != ".csv":
             continue
         if path.name not in FILES:
-            errors.append(RowError(path.name, 0, f"unknown file; expected one of {', '.join(FILES)}"))
+            errors.append(RowError(repr(path.name)[1:-1], 0, f"unknown file; expected one of {', '.join(FILES)}"))
             continue
         required, optional = FILES[path.name]
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in required if c not in header]
-            unknown = [c for c in header if c not in required + optional]
-            if missing or unknown:
-                msg = "; ".join(
-                    ([f"missing column(s) {', '.join(missing)}"] if missing else [])
-                    + ([f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
-                )
-                errors.append(RowError(path.name, 1, msg))
-                continue
-            found[path.name] = [(i + 2, {k.strip(): (v or "") for k, v in row.items() if k}) for i, row in enumerate(reader)]
+        rows = read_csv(path, required, optional, TEXT_LENGTHS.get(path.name, {}), errors)
+        if rows is not None:
+            found[path.name] = rows
     if errors:
         raise ImportFailed(errors)
     if not found:
-        raise W365Error(f"{folder} has none of {', '.join(FILES)}")
+        raise UsageError(f"argument FOLDER: {folder} has none of {', '.join(FILES)}")
     return found
 
 
@@ -204,21 +282,37 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
     products = {p.sku: p for p in session.scalars(select(Product))}
     contracts = {c.number: c for c in session.scalars(select(BillingContract))}
 
+    # Rows refused in this load, by file and key: a later row that refers to one is told so,
+    # rather than that the key is unknown.
+    refused: dict[str, dict[str, int]] = {}
+    keys = {"providers.csv": "name", "customers.csv": "name", "products.csv": "sku", "contracts.csv": "number"}
+
     def each(name: str, fn: Callable[[dict[str, str]], None]) -> None:
         rows = data.get(name, [])
         ctx.file = name
         for line, rec in rows:
             ctx.row = line
+            before = len(ctx.errors)
             try:
                 with session.begin_nested():
                     fn(rec)
             except _Bad as exc:
                 ctx.fail(str(exc))
-            except W365Error as exc:
+            except (W365Error, MoneyError) as exc:
                 ctx.fail(str(exc))
-            except IntegrityError as exc:
+            except (IntegrityError, DataError) as exc:
                 ctx.fail(f"refused by the database: {str(exc.orig).splitlines()[0]}")
+            if len(ctx.errors) > before and name in keys:
+                key = (rec.get(keys[name]) or "").strip()
+                if key:
+                    refused.setdefault(name, {}).setdefault(key, line)
         counts[name.removesuffix(".csv")] = len(rows)
+
+    def unknown(what: str, file: str, key: str) -> _Bad:
+        row = refused.get(file, {}).get(key)
+        if row is not None:
+            return _Bad(f"{what} {key!r} is refused itself ({file}, row {row})")
+        return _Bad(f"unknown {what} {key!r}")
 
     def provider_row(rec: dict[str, str]) -> None:
         name = _req(rec, "name")
@@ -244,11 +338,11 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
             raise _Bad(f"product {sku!r} exists already")
         prov_name = _opt(rec, "provider")
         if prov_name is not None and prov_name not in providers:
-            raise _Bad(f"unknown provider {prov_name!r}")
+            raise unknown("provider", "providers.csv", prov_name)
         p = Product(
             sku=sku, name=_req(rec, "name"), kind=_enum(_req(rec, "kind"), "kind", ProductKind, None),
             provider_id=providers[prov_name].id if prov_name else None, offer_id=_opt(rec, "offer_id"),
-            default_qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, QRB.WINDOW), default_qrw_days=_int(_opt(rec, "qrw_days"), "qrw_days") if _opt(rec, "qrw_days") else 7,
+            default_qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, QRB.WINDOW), default_qrw_days=_bounded(limits.qrw_days, _opt(rec, "qrw_days"), "qrw_days") if _opt(rec, "qrw_days") else 7,
         )
         session.add(p)
         session.flush()
@@ -257,7 +351,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
     def price_row(rec: dict[str, str]) -> None:
         sku = _req(rec, "sku")
         if sku not in products:
-            raise _Bad(f"unknown product {sku!r}")
+            raise unknown("product", "products.csv", sku)
         unit = _req(rec, "sales_unit").upper()
         if unit not in units:
             raise _Bad(f"unknown sales unit {unit!r}")
@@ -275,7 +369,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
             raise _Bad(f"contract {number!r} exists already")
         cust = _req(rec, "customer")
         if cust not in customers:
-            raise _Bad(f"unknown customer {cust!r}")
+            raise unknown("customer", "customers.csv", cust)
         freq = _req(rec, "frequency").upper()
         if units.get(freq) is None:
             raise _Bad(f"frequency {freq!r} is not a recurring unit in the unit mapping")
@@ -290,7 +384,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
             raise _Bad(f"next_invoice_date {nid} is not a period boundary of a {freq.lower()} contract starting {start}")
         c = BillingContract(
             number=number, customer_id=customers[cust].id, frequency=freq, currency=_currency(_req(rec, "currency")),
-            start_date=start, end_date=end, term_months=_int(_opt(rec, "term_months"), "term_months", 1),
+            start_date=start, end_date=end, term_months=_bounded(limits.term_months, _opt(rec, "term_months"), "term_months"),
             next_invoice_date=nid, auto_renew=_bool(_opt(rec, "auto_renew"), "auto_renew", True),
             refunds_allowed=_bool(_opt(rec, "refunds_allowed"), "refunds_allowed", False),
             change_billing=_enum(_opt(rec, "change_billing"), "change_billing", ChangeBilling, ChangeBilling.IMMEDIATE),
@@ -304,17 +398,23 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
     def subscription_row(rec: dict[str, str]) -> None:
         number = _req(rec, "contract")
         if number not in contracts:
-            raise _Bad(f"unknown contract {number!r}")
+            raise unknown("contract", "contracts.csv", number)
         sku = _req(rec, "product")
         if sku not in products:
-            raise _Bad(f"unknown product {sku!r}")
+            raise unknown("product", "products.csv", sku)
         prov = _req(rec, "provider")
         if prov not in providers:
-            raise _Bad(f"unknown provider {prov!r}")
+            raise unknown("provider", "providers.csv", prov)
         unit = _req(rec, "sales_unit").upper()
         if unit not in units:
             raise _Bad(f"unknown sales unit {unit!r}")
-        qty = _int(_req(rec, "quantity"), "quantity")
+        qty = _bounded(limits.quantity, _req(rec, "quantity"), "quantity")
+        selling = _price(_req(rec, "selling_price"), "selling_price")
+        cost = _price(_req(rec, "cost_price"), "cost_price")
+        try:
+            limits.subscription_value(qty, selling, cost, "quantity x price")  # type: ignore[arg-type]
+        except limits.BadValue as exc:
+            raise _Bad(str(exc)) from None
         start = _date(_req(rec, "start_date"), "start_date")
         contract = contracts[number]
         if start is not None and start < contract.start_date:
@@ -322,14 +422,13 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         qrw = _opt(rec, "qrw_days")
         create_subscription(
             session, contract=contract, product=products[sku], provider=providers[prov], name=_req(rec, "name"),
-            quantity=qty or 0, selling_price=_price(_req(rec, "selling_price"), "selling_price"),  # type: ignore[arg-type]
-            cost_price=_price(_req(rec, "cost_price"), "cost_price"), sales_unit=unit,  # type: ignore[arg-type]
+            quantity=qty or 0, selling_price=selling, cost_price=cost, sales_unit=unit,  # type: ignore[arg-type]
             currency=_currency(_req(rec, "currency")), start_date=start, now=now,  # type: ignore[arg-type]
-            qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, None), qrw_days=_int(qrw, "qrw_days") if qrw else None,
+            qrb=_enum(_opt(rec, "qrb"), "qrb", QRB, None), qrw_days=_bounded(limits.qrw_days, qrw, "qrw_days"),
             provider_subscription_id=_opt(rec, "provider_subscription_id"),
             provisioned_on=_date(_opt(rec, "provisioned_on"), "provisioned_on"),
-            usage_threshold=_price(_opt(rec, "usage_threshold"), "usage_threshold"),
-            markup_pct=_price(_opt(rec, "markup_pct"), "markup_pct"), source=ChangeSource.IMPORT, created_by="import",
+            usage_threshold=_bounded(limits.threshold, _opt(rec, "usage_threshold"), "usage_threshold"),
+            markup_pct=_bounded(limits.markup_pct, _opt(rec, "markup_pct"), "markup_pct"), source=ChangeSource.IMPORT, created_by="import",
         )
 
     each("providers.csv", provider_row)

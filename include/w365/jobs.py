@@ -312,6 +312,74 @@ def function_for(dag_id: str) -> Callable[..., dict[str, Any]]:
     return fn  # type: ignore[no-any-return]
 
 
+def _contract_numbers(value: Any, what: str) -> str:
+    from w365 import limits
+    from w365.db.models import BillingContract
+
+    for number in str(value).split(","):
+        limits.text(number.strip(), what, limits.column_length(BillingContract.number))
+    return str(value)
+
+
+def _commission_rate(value: Any, what: str) -> Any:
+    from decimal import Decimal
+
+    from w365 import limits
+
+    return limits.decimal(value, what, 6, Decimal(1))
+
+
+def _short_text(value: Any, what: str) -> str:
+    from w365 import limits
+
+    return limits.text(str(value), what, 4096)
+
+
+def _param_checks() -> dict[str, Callable[[Any, str], Any]]:
+    """How each job param given as text (``w365 run --param KEY=VALUE``) is checked and read."""
+    from w365 import limits
+
+    return {
+        "advance_days": limits.advance_days, "dry_run": limits.flag, "bill": limits.flag, "contract": _contract_numbers,
+        "day": limits.day, "month": lambda v, w: limits.month(v, w).isoformat()[:7], "commission_rate": _commission_rate,
+        "notifier": _short_text, "path": _short_text,
+    }
+
+
+INTERNAL_PARAMS = ("contract_ids",)  # passed by the DAGs' shards, never typed by people
+
+
+def param_names(dag_id: str) -> list[str]:
+    """The params a job's function takes (besides ``as_of``)."""
+    import inspect
+
+    names = list(inspect.signature(function_for(dag_id)).parameters)[1:]
+    return [n for n in names if n not in INTERNAL_PARAMS]
+
+
+def check_params(dag_id: str, pairs: list[tuple[str, str]], prefix: str = "") -> dict[str, Any]:
+    """Job params given as text, checked before anything runs (issue 12): an unknown param, one
+    given twice or a bad value is a :class:`~w365.errors.UsageError` naming it."""
+    from w365 import limits
+    from w365.errors import UsageError
+
+    known = param_names(dag_id)
+    checks = _param_checks()
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in known:
+            takes = f"it takes {', '.join(known)}" if known else "it takes none"
+            raise UsageError(f"{prefix}job {dag_id} has no param {limits.show(key)}; {takes}")
+        if key in out:
+            raise UsageError(f"{prefix}param {key} is given twice")
+        check = checks.get(key, _short_text)
+        try:
+            out[key] = check(value, key)
+        except limits.BadValue as exc:
+            raise UsageError(f"{prefix}{exc}") from None
+    return out
+
+
 def run(dag_id: str, as_of: AsOf, **params: Any) -> dict[str, Any]:
     """Run one catalogue job's function for ``as_of`` (what ``w365 run`` does)."""
     log.info("running %s as of %s with %s", dag_id, as_of, params or "no params")

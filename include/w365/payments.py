@@ -40,6 +40,7 @@ from typing import Any, Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from w365 import limits
 from w365.connections import ACCOUNTING, ConnectionInfo, get_connection
 from w365.db.models import Invoice, PaymentStatus
 from w365.errors import W365Error
@@ -161,13 +162,17 @@ def parse_payment(ref: str, raw: Any) -> PaymentRecord:
             raise BadPayment(str(exc)) from None
         if amount < 0:
             raise BadPayment(f"amount_paid {amount} is negative")
+        try:  # issue 12: within its column on SQLite as on PostgreSQL
+            limits.stored_amount(amount, "amount_paid")
+        except limits.BadValue as exc:
+            raise BadPayment(str(exc)) from None
     paid_raw = _field(raw, "paid_on")
     paid_on = None
     if paid_raw is not None:
         try:
-            paid_on = date.fromisoformat(str(paid_raw)[:10])
-        except ValueError:
-            raise BadPayment(f"paid_on {paid_raw!r} is not a date (YYYY-MM-DD)") from None
+            paid_on = limits.day(str(paid_raw)[:10], "paid_on")
+        except limits.BadValue:
+            raise BadPayment(f"paid_on {limits.show(paid_raw)} is not a date (YYYY-MM-DD) from {limits.MIN_DATE} to {limits.MAX_DATE}") from None
     return PaymentRecord(ref, str(number).strip(), status, amount, paid_on)
 
 

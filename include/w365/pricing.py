@@ -28,7 +28,6 @@ sales unit and currency (``price_drift`` in the report and ``job_exception`` row
 
 from __future__ import annotations
 
-import csv
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -84,19 +83,24 @@ def price_list_path(path: str | None = None) -> Path | None:
     return p / "price_list.csv" if p.is_dir() else p
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+def read_rows(path: Path, bad_rows: dict[str, str] | None = None) -> list[tuple[int, dict[str, str]]]:
+    """The file's rows, read as the initial import reads its files (``w365.importer.read_csv``,
+    issue 12): a header naming a column twice, missing or unknown columns, or a file that is not
+    CSV refuse the whole file; a row with more or fewer values than the header, bytes that are not
+    UTF-8 or a value longer than its column is a bad row (in ``bad_rows``), the others load."""
+    from w365.importer import TEXT_LENGTHS, read_csv
+
     if not path.is_file():
         raise W365Error(f"price list {path} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in REQUIRED if c not in cols]
-        unknown = [c for c in cols if c not in REQUIRED + OPTIONAL]
-        if missing or unknown:
-            raise W365Error(f"price list {path.name}: " + "; ".join(
-                ([f"missing column(s) {', '.join(missing)}"] if missing else []) + ([f"unknown column(s) {', '.join(unknown)}"] if unknown else [])
-            ))
-        return [(n, {k.strip(): (v or "").strip() for k, v in row.items() if k}) for n, row in enumerate(reader, start=2)]
+    errors: list[Any] = []
+    rows = read_csv(path, REQUIRED, OPTIONAL, TEXT_LENGTHS["prices.csv"], errors)
+    if rows is None:
+        raise W365Error(f"price list {path.name}: " + "; ".join(f"row {e.row}: {e.reason}" for e in errors))
+    bad_lines = {e.row for e in errors}
+    for e in errors:
+        if bad_rows is not None:
+            bad_rows.setdefault(f"{path.name} line {e.row}", e.reason)
+    return [(n, {k: v.strip() for k, v in rec.items()}) for n, rec in rows if n not in bad_lines]
 
 
 def parse_row(rec: dict[str, str], products: dict[str, int], units: set[str]) -> dict[str, Any]:
@@ -206,8 +210,11 @@ def price_drift(session: Session, as_of: date) -> list[dict[str, str]]:
 
 
 def update_pricing(session: Session, path: Path, as_of: date, *, now: Any) -> PricingResult:
-    rows = read_rows(path)
+    unreadable: dict[str, str] = {}
+    rows = read_rows(path, unreadable)
     result = load_price_list(session, rows, file=path.name, now=now)
+    result.rows += len(unreadable)
+    result.bad_rows = {**unreadable, **result.bad_rows}
     drift = price_drift(session, as_of)
     result.price_drift_count = len(drift)
     result.price_drift = drift[:DRIFT_LIMIT]

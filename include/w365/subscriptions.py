@@ -8,15 +8,16 @@ date, or On Renewal). Nothing here reads the clock: callers pass ``now``.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from w365 import tenant_time
+from w365 import limits, tenant_time
 from w365.calendar import BillingIntervalDetail
 from w365.db.models import (
     OPEN_SLCL_STATUSES,
@@ -45,7 +46,7 @@ from w365.db.models import (
 from w365.db.session import lock_contracts
 from w365.errors import NotFound, ValidationError
 from w365.ledger import State, state_of
-from w365.money import PRICE_PLACES, D, check_currency, check_places
+from w365.money import check_currency
 from w365.tenant_time import Direction
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,15 @@ def open_slcl(session: Session, subscription_id: int) -> ScheduledLicenseChangeL
             ScheduledLicenseChangeLog.status.in_(OPEN_SLCL_STATUSES),
         )
     ).first()
+
+
+@contextmanager
+def _refused_as(record: str) -> Iterator[None]:
+    """A value out of ``w365.limits``' bounds, refused as a rule of the change service."""
+    try:
+        yield
+    except limits.BadValue as exc:
+        raise ValidationError(record, str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -224,14 +234,27 @@ def create_subscription(
     markup_pct: Decimal | None = None,
     created_by: str | None = None,
 ) -> Subscription:
-    """A new active subscription and its activation LCL, billed from ``start_date`` (SPEC S1, S3)."""
-    if quantity < 0:
-        raise ValidationError(f"subscription {name!r}", f"quantity {quantity} is negative")
+    """A new active subscription and its activation LCL, billed from ``start_date`` (SPEC S1, S3).
+    Every value is checked against ``w365.limits`` first (issue 12)."""
+    record = f"subscription {limits.show(name)}"
+    with _refused_as(record):
+        limits.text(name, "name", limits.column_length(Subscription.name))
+        quantity = limits.quantity(quantity)
+        selling_price = limits.price(selling_price, "selling price")
+        cost_price = limits.price(cost_price, "cost price")
+        limits.subscription_value(quantity, selling_price, cost_price)
+        limits.day(start_date, "start date")
+        if provisioned_on is not None:
+            limits.day(provisioned_on, "provisioned on")
+        if qrw_days is not None:
+            qrw_days = limits.qrw_days(qrw_days, "qrw days")
+        if usage_threshold is not None:
+            usage_threshold = limits.threshold(usage_threshold, "usage threshold")
+        if markup_pct is not None:
+            markup_pct = limits.markup_pct(markup_pct, "markup %")
+        if provider_subscription_id is not None:
+            limits.text(provider_subscription_id, "provider subscription id", limits.column_length(Subscription.provider_subscription_id))
     check_currency(currency)
-    selling_price = check_places(D(selling_price), PRICE_PLACES, "selling price")
-    cost_price = check_places(D(cost_price), PRICE_PLACES, "cost price")
-    if selling_price < 0 or cost_price < 0:
-        raise ValidationError(f"subscription {name!r}", "prices cannot be negative")
     unit_months(session, sales_unit)
     tz = get_tenant(session).time_zone
     sub = Subscription(
@@ -397,22 +420,25 @@ def _target_state(session: Session, sub: Subscription, req: ChangeRequest) -> St
     elif cur.status == "deactivated":
         raise ValidationError(label_, "is deactivated: activate it before changing quantity or price")
 
-    quantity = cur.quantity if req.quantity is None else req.quantity
-    if not isinstance(quantity, int) or isinstance(quantity, bool) or quantity < 0:
-        raise ValidationError(label_, f"quantity {req.quantity!r} must be a whole number of licences, 0 or more")
+    # The request's values within w365.limits (issue 12): refused here, before anything is
+    # computed or written, whichever surface (CLI, portal, API) the request came from.
+    with _refused_as(label_):
+        quantity = cur.quantity if req.quantity is None else limits.quantity(req.quantity)
+        selling = cur.selling_price if req.selling_price is None else limits.price(req.selling_price, "selling price")
+        cost = cur.cost_price if req.cost_price is None else limits.price(req.cost_price, "cost price")
+        if req.sales_unit is not None:
+            limits.text(req.sales_unit, "sales unit", limits.column_length(UnitMapping.code))
+        if req.effective_date is not None:
+            limits.day(req.effective_date, "effective date")
+        if req.provision_on is not None:
+            limits.day(req.provision_on, "provision on")
+        for what, value, column in (("requested by", req.requested_by, LicenseChangeLog.created_by),
+                                    ("currency", req.currency, Subscription.currency),
+                                    ("price list", req.price_list, Subscription.price_list)):
+            if value is not None:
+                limits.text(value, what, limits.column_length(column))
     if req.action == "deactivate" and req.quantity is None:
         quantity = cur.quantity  # the seats stay on record; status stops billing
-
-    def price(value: Decimal | None, current: Decimal, what: str) -> Decimal:
-        if value is None:
-            return current
-        p = check_places(D(value), PRICE_PLACES, what)
-        if p < 0:
-            raise ValidationError(label_, f"{what} {p} is negative")
-        return p
-
-    selling = price(req.selling_price, cur.selling_price, "selling price")
-    cost = price(req.cost_price, cur.cost_price, "cost price")
     unit = cur.sales_unit if req.sales_unit is None else req.sales_unit
     if unit != cur.sales_unit:
         new_months = unit_months(session, unit)
@@ -435,6 +461,10 @@ def validate_change(
     label_ = label(sub)
     if before == after and (req.provider_id is None or req.provider_id == sub.provider_id):
         raise ValidationError(label_, "the request changes nothing")
+    with _refused_as(label_):  # issue 12: what the result bills must fit an invoice line
+        limits.in_range(day, "effective date")
+        if (after.quantity, after.selling_price, after.cost_price) != (before.quantity, before.selling_price, before.cost_price):
+            limits.subscription_value(after.quantity, after.selling_price, after.cost_price)
     if req.currency is not None and req.currency != sub.currency:
         raise ValidationError(label_, f"the change is in {req.currency} but the subscription is in {sub.currency}", "SPEC C10")
     if req.price_list is not None and req.price_list != sub.price_list:

@@ -80,6 +80,7 @@ from w365.subscriptions import create_subscription, direction_of, get_tenant, wr
 log = logging.getLogger(__name__)
 
 JOB = "sync_subscriptions_from_provider"
+KEY_LENGTH = 64  # a record's key in the report and job_exception: its id, when it is a valid one
 
 
 class Quarantine(Exception):
@@ -244,7 +245,9 @@ def apply_batch(
     ctx = _load_context(session, provider, batch, as_of, now, products)
     for n, raw in enumerate(batch.records, start=1):
         result.records += 1
-        key = str(raw["id"]) if isinstance(raw, dict) and raw.get("id") else f"{batch.customer_tenant_id or '?'}#{n}"
+        key = str(raw["id"]) if isinstance(raw, dict) and raw.get("id") else ""
+        if not key or len(key) > KEY_LENGTH or not key.isprintable():  # a hostile id is reported by position
+            key = f"{batch.customer_tenant_id or '?'}#{n}"
         try:
             with session.begin_nested():
                 ps = parse_subscription(raw, batch.customer_tenant_id)

@@ -51,6 +51,7 @@ from sqlalchemy import Engine, and_, delete, func, select, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from w365 import limits
 from w365.calendar import Period, add_months
 from w365.db.models import (
     BillingContract,
@@ -91,11 +92,8 @@ COLUMNS = (
 )
 # Decimal text: sign, integer digits (precision - scale), at most ``scale`` places (trailing zeros
 # beyond are harmless); blanks around it are allowed (PostgreSQL and Decimal both accept them).
-_NUMBER = {
-    "quantity": r" *[+-]?\d{1,12}(?:\.\d{0,6}0*)? *",
-    "unit_price": r" *[+-]?\d{1,12}(?:\.\d{0,6}0*)? *",
-    "pre_tax_total": r" *[+-]?\d{1,14}(?:\.\d{0,4}0*)? *",
-}
+# The bounds are w365.limits.USAGE_NUMBERS (issue 12).
+_NUMBER = {column: limits.usage_number_pattern(column) for column in limits.USAGE_NUMBERS}
 _SUM_CONTEXT = decimal.Context(prec=40)
 
 
@@ -224,7 +222,8 @@ def aggregate(good: "pd.DataFrame") -> tuple["pd.DataFrame", set[int]]:
             quantity=("quantity", _sum_decimal_text), unit_price=("unit_price", "first"),
             pre_tax_total=("pre_tax_total", _sum_decimal_text), currency=("currency", "first"),
         ).reset_index()
-    too_big = ~(_fits(summed["quantity"], 12) & _fits(summed["pre_tax_total"], 14))
+    too_big = ~(_fits(summed["quantity"], limits.USAGE_NUMBERS["quantity"][0])
+                & _fits(summed["pre_tax_total"], limits.USAGE_NUMBERS["pre_tax_total"][0]))
     overflow = {int(x) for x in summed.loc[too_big, "subscription_id"].unique()}
     return pd.concat([good[~dup], summed[good.columns]], ignore_index=True), overflow
 

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
+from w365 import limits
+from w365.cli import DATE, arg, count_arg, text_arg
 from w365.cli.output import add_json_flag, emit, print_json
+
+
+def _zone(value: str, what: str) -> str:
+    from w365 import tenant_time
+
+    try:
+        tenant_time.zone(value.strip())
+    except tenant_time.TenantTimeError as exc:
+        raise limits.BadValue(what, str(exc)) from None
+    return value.strip()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,34 +37,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=tenant_show)
     p = ts.add_parser("set", help="change tenant settings")
-    p.add_argument("--name")
-    p.add_argument("--timezone", help="IANA zone, e.g. America/Los_Angeles (SPEC S4; default UTC)")
-    p.add_argument("--invoice-prefix")
+    p.add_argument("--name", type=text_arg("Tenant", "name"))
+    p.add_argument("--timezone", type=arg(_zone), help="IANA zone, e.g. America/Los_Angeles (SPEC S4; default UTC)")
+    p.add_argument("--invoice-prefix", type=text_arg("Tenant", "invoice_prefix"))
     p.set_defaults(handler=tenant_set)
 
     d = sub.add_parser("demo", help="demo data")
     ds = d.add_subparsers(dest="demo_verb", metavar="ACTION", required=True)
     p = ds.add_parser("load", help="load a realistic demo tenant (sizes set by flags)")
-    p.add_argument("--customers", type=int, default=6)
-    p.add_argument("--contracts-per-customer", type=int, default=2)
-    p.add_argument("--subscriptions-per-contract", type=int, default=4)
-    p.add_argument("--changes-per-subscription", type=int, default=2, help="LCLs after the activation one")
-    p.add_argument("--slcl-percent", type=int, default=20, help="share of licence subscriptions with a pending SLCL")
-    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="tenant date the demo is built around (default: today)")
-    p.add_argument("--timezone", help="set the tenant time zone")
-    p.add_argument("--seed", type=int, default=365)
+    p.add_argument("--customers", type=count_arg(0, 1_000_000), default=6)
+    p.add_argument("--contracts-per-customer", type=count_arg(0, 1000), default=2)
+    p.add_argument("--subscriptions-per-contract", type=count_arg(0, 1000), default=4)
+    p.add_argument("--changes-per-subscription", type=count_arg(0, 1000), default=2, help="LCLs after the activation one")
+    p.add_argument("--slcl-percent", type=count_arg(0, 100), default=20, help="share of licence subscriptions with a pending SLCL")
+    p.add_argument("--as-of", type=DATE, default=None, help="tenant date the demo is built around (default: today)")
+    p.add_argument("--timezone", type=arg(_zone), help="set the tenant time zone")
+    p.add_argument("--seed", type=count_arg(0, 2**63 - 1), default=365)
     p.add_argument("--fresh", action="store_true", help="contracts start on/after --as-of with nothing billed")
     add_json_flag(p)
     p.set_defaults(handler=demo_load)
 
     p = ds.add_parser("provider-files", help="write provider export files matching the demo (file-drop format) for the sync jobs")
     p.add_argument("folder", type=Path)
-    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="usage files for the days before this tenant date (default: today)")
-    p.add_argument("--days", type=int, default=35)
+    p.add_argument("--as-of", type=DATE, default=None, help="usage files for the days before this tenant date (default: today)")
+    p.add_argument("--days", type=count_arg(0, 3660), default=35)
     add_json_flag(p)
     p.set_defaults(handler=demo_provider_files)
 
-    p = sub.add_parser("import", help="initial data load from a folder of CSV files (all or nothing)")
+    p = sub.add_parser("import", help="initial data load from a folder of CSV files (all or nothing)",
+                       epilog=f"Bounds (issue 12, docs/import-format.md): quantity {limits.HELP_QUANTITY}; prices "
+                       f"{limits.HELP_PRICE}; markup_pct 0 to {limits.MAX_MARKUP_PCT:,} (at most {limits.MARKUP_PLACES} "
+                       f"decimals); usage_threshold 0 to {limits.MAX_THRESHOLD:,}; qrw_days 0 to {limits.MAX_QRW_DAYS}; "
+                       f"term_months 1 to {limits.MAX_TERM_MONTHS}; dates {limits.HELP_DATE}; text no longer than its "
+                       "column. Files are UTF-8; a column named twice or a row with more or fewer values than the "
+                       "header is refused. Any problem: every one is listed by file, row and column, nothing is "
+                       "written, exit status 1.")
     p.add_argument("folder", type=Path, help="folder with providers/customers/products/prices/contracts/subscriptions.csv")
     add_json_flag(p)
     p.set_defaults(handler=import_cmd)
@@ -65,10 +84,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def db_upgrade(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
     from w365 import db
     from w365.db.session import database_url, describe_url
+    from w365.errors import UsageError
 
-    db.upgrade(revision=args.revision)
+    try:
+        db.upgrade(revision=args.revision)
+    except CommandError as exc:  # an unknown revision
+        raise UsageError(f"argument --revision: {exc}") from None
     print(f"billing store {describe_url(database_url())} is at revision {db.current_revision()}")
     return 0
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
+from w365 import limits
+from w365.cli import DATE, ID, arg, count_arg, text_arg
 from w365.cli.output import add_json_flag, emit, print_json
 
 
@@ -12,19 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("provisioning", help="changes awaiting provisioning at manual providers")
     ps = p.add_subparsers(dest="provisioning_verb", metavar="ACTION", required=True)
     q = ps.add_parser("pending", help="LCLs and due scheduled changes awaiting provisioning, with when each was alerted")
-    q.add_argument("--as-of", type=date.fromisoformat, default=None, help="only items due by this tenant date (default: all)")
+    q.add_argument("--as-of", type=DATE, default=None, help="only items due by this tenant date (default: all)")
     add_json_flag(q)
     q.set_defaults(handler=provisioning_pending)
     q = ps.add_parser("done", help="mark a license change log provisioned (after doing it at the provider)")
-    q.add_argument("lcl_id", type=int)
-    q.add_argument("--at", type=datetime.fromisoformat, default=None, help="when it was provisioned (ISO instant; default now)")
+    q.add_argument("lcl_id", type=ID)
+    q.add_argument("--at", type=arg(lambda v, w: limits.instant(v, w, naive_is_utc=True)), default=None,
+                   help="when it was provisioned (ISO instant; without a zone: UTC; default now)")
     add_json_flag(q)
     q.set_defaults(handler=provisioning_done)
 
     p = sub.add_parser("exceptions", help="records a job skipped or quarantined, and why (job_exception)")
-    p.add_argument("--job", help="DAG id, e.g. sync_subscriptions_from_provider")
-    p.add_argument("--as-of", type=date.fromisoformat, default=None)
-    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--job", type=text_arg("JobException", "job"), help="DAG id, e.g. sync_subscriptions_from_provider")
+    p.add_argument("--as-of", type=DATE, default=None)
+    p.add_argument("--limit", type=count_arg(1, 100_000), default=200)
     add_json_flag(p)
     p.set_defaults(handler=exceptions_list)
 

@@ -41,6 +41,11 @@ class ExactDecimal(TypeDecorator[Decimal]):
         exponent = number.as_tuple().exponent
         if isinstance(exponent, int) and -exponent > self.scale:
             raise MoneyError(f"{number} has more than {self.scale} decimal places")
+        if number and number.adjusted() >= self.precision - self.scale:
+            # What PostgreSQL refuses ("numeric field overflow"), refused on SQLite too, with the
+            # same message on both, before the statement runs (issue 12).
+            raise MoneyError(f"{number} does not fit NUMERIC({self.precision}, {self.scale}): "
+                             f"at most {self.precision - self.scale} digits before the decimal point")
         if dialect.name == "sqlite":
             return format(number, "f")
         return number

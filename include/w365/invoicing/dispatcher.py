@@ -46,7 +46,7 @@ from w365.db.models import (
 from w365.db.bulk import insert_rows, update_rows
 from w365.db.retry import run_retrying, transient_reason
 from w365.db.session import get_engine, is_postgres, lock_contracts, session_factory, session_scope, snapshot_scope
-from w365.errors import W365Error
+from w365.errors import NotFound, W365Error
 from w365.invoicing.generator import BadContractData, ProposedLine
 from w365.invoicing.loader import ContractBundle, load_bundles, load_rates, load_units, pricer_for, terms_for
 from w365.invoicing.planner import Plan, PlannedInvoice, as_billed, plan_change_log, plan_full_cycle
@@ -505,7 +505,7 @@ def preview_invoice(session: Session, contract_number: str, as_of: date) -> list
     full-cycle invoice."""
     cid = session.scalar(select(BillingContract.id).where(BillingContract.number == contract_number))
     if cid is None:
-        raise W365Error(f"no billing contract {contract_number!r}")
+        raise NotFound(f"no billing contract {contract_number!r}")
     b = load_bundles(session, [cid])[cid]
     c = b.contract
     units, rates = load_units(session), load_rates(session)

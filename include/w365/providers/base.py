@@ -20,11 +20,13 @@ columns in ``USAGE_COLUMNS`` (numbers stay decimal text: never float, SPEC M1).
 from __future__ import annotations
 
 import abc
+import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from w365 import limits
 from w365.errors import W365Error
 
 if TYPE_CHECKING:  # pandas is imported when usage is read, not when this module is
@@ -113,21 +115,45 @@ def _instant(raw: dict[str, Any], key: str) -> datetime | None:
 
 
 def _quantity(value: Any) -> int:
+    """A licence count within ``w365.limits`` (0 to 1,000,000): a provider record beyond it is
+    quarantined with the reason, the same on SQLite and PostgreSQL (issue 12)."""
     if isinstance(value, bool) or value is None:
         raise BadRecord(f"'quantity' {value!r} is not a whole number")
     if isinstance(value, int):
-        number = value
+        number: int | Decimal = value
     else:
+        text = str(value).strip()
         try:
-            dec = Decimal(str(value).strip())
+            number = Decimal(text) if len(text) <= 64 else Decimal("NaN")
         except Exception:  # noqa: BLE001 - decimal.InvalidOperation and friends
-            raise BadRecord(f"'quantity' {value!r} is not a whole number") from None
-        if not dec.is_finite() or dec != dec.to_integral_value():
-            raise BadRecord(f"'quantity' {value!r} is not a whole number")
-        number = int(dec)
-    if number < 0:
-        raise BadRecord(f"'quantity' {number} is negative")
-    return number
+            raise BadRecord(f"'quantity' {limits.show(value)} is not a whole number") from None
+        if not number.is_finite() or number != number.to_integral_value():
+            raise BadRecord(f"'quantity' {limits.show(value)} is not a whole number")
+    try:
+        return limits.quantity(number, "'quantity'")
+    except limits.BadValue as exc:
+        raise BadRecord(str(exc)) from None
+
+
+@functools.cache
+def _text_lengths() -> dict[str, int]:
+    """Record fields -> the column they are stored in or matched against (w365.db.models,
+    imported when the first record is parsed)."""
+    from w365.db.models import Customer, Product, Subscription
+
+    return {"id": limits.column_length(Subscription.provider_subscription_id),
+            "customerId": limits.column_length(Customer.provider_tenant_id), "offerId": limits.column_length(Product.offer_id)}
+
+
+def _bounded_text(raw: dict[str, Any], key: str, required: bool = False) -> str | None:
+    """A text field no longer than its column, without control characters (issue 12)."""
+    value = _text(raw, key, required)
+    if value is None:
+        return None
+    try:
+        return limits.text(value, f"'{key}'", _text_lengths()[key])
+    except limits.BadValue as exc:
+        raise BadRecord(str(exc)) from None
 
 
 def _bool(value: Any) -> bool | None:
@@ -147,8 +173,8 @@ def parse_subscription(raw: Any, customer_tenant_id: str | None = None) -> Provi
     """Validate one subscription record; raises :class:`BadRecord` with the reason."""
     if not isinstance(raw, dict):
         raise BadRecord(f"a subscription record must be an object, not {type(raw).__name__}")
-    sub_id = _text(raw, "id", required=True)
-    customer = _text(raw, "customerId") or customer_tenant_id
+    sub_id = _bounded_text(raw, "id", required=True)
+    customer = _bounded_text(raw, "customerId") or customer_tenant_id
     if not customer:
         raise BadRecord("no customer tenant id ('customerId')")
     status = (_text(raw, "status", required=True) or "").lower()
@@ -160,7 +186,7 @@ def parse_subscription(raw: Any, customer_tenant_id: str | None = None) -> Provi
     return ProviderSubscription(
         id=sub_id,  # type: ignore[arg-type]
         customer_tenant_id=customer,
-        offer_id=_text(raw, "offerId", required=True),  # type: ignore[arg-type]
+        offer_id=_bounded_text(raw, "offerId", required=True),  # type: ignore[arg-type]
         quantity=_quantity(raw.get("quantity")),
         status=status,
         offer_name=_text(raw, "offerName"),
