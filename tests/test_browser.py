@@ -202,6 +202,7 @@ def chromium() -> Iterator[Any]:
     opts.binary_location = str(CHROMIUM)
     for flag in CHROME_FLAGS + [f"--user-data-dir={profile}"]:
         opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console: CSP violations (csp_violations)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=opts)
     driver.set_page_load_timeout(60)
     try:
@@ -233,6 +234,12 @@ def sign_in(driver: Any, af: dict[str, Any], who: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table#jobs")))
     assert driver.current_url.rstrip("/").endswith("/w365"), driver.current_url
+
+
+def csp_violations(driver: Any) -> list[str]:
+    """What the browser's console reported as refused by a Content-Security-Policy since the
+    last call (issue 12: the pages' CSP must allow exactly what they use)."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e.get("message", "")]
 
 
 def toggle(driver: Any, dag_id: str = DAG) -> Any:
@@ -288,7 +295,9 @@ def test_viewer_sees_the_jobs_inside_airflow_but_cannot_toggle(standalone: dict[
         message = flash(driver, "error")
         driver.switch_to.default_content()
         shot(driver, "viewer-04-toggle-refused")
+        violations = csp_violations(driver)
     assert "Airflow refused" in message and "only admins" in message, message
+    assert not violations, violations  # framed by Airflow's UI (frame-ancestors 'self'), script and style load
     assert airflow_is_paused(af) == before, "a viewer's click must not change Airflow's pause state"
 
 
@@ -329,3 +338,4 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
         driver.find_element(By.CSS_SELECTOR, "table#invoices td a").click()
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#lines li[data-lcl]"))
         shot(driver, "admin-06-invoice-lines")
+        assert not csp_violations(driver)  # issue 12: every page within its CSP

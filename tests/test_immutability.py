@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Table, select, text, update
+from sqlalchemy import MetaData, Table, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 import factories as f
@@ -398,10 +398,21 @@ def _alembic(url: str, action: str, revision: str) -> None:
         getattr(command, action)(cfg, revision)
 
 
+def _stored(conn: Any) -> dict[str, list[Any]]:
+    """Every row of every table as the database holds it (reflected, not the models: a store at
+    an older revision lacks the columns later migrations add, e.g. 0003's on ``customer``)."""
+    meta = MetaData()
+    meta.reflect(conn)
+    return {t.name: conn.execute(select(t).order_by(*t.primary_key.columns)).all()
+            for t in meta.sorted_tables if t.name != "alembic_version"}
+
+
 def test_migration_upgrades_a_0001_store_with_invoices_and_downgrades(store, tmp_path, monkeypatch):
     """issue 11: issued invoices are immutable: `w365 db upgrade` brings a 0001 store holding
     invoices to 0002 without changing a row, after which the guards hold (SPEC M3, S3); the
-    downgrade restores 0001's guards exactly, and upgrading again works."""
+    downgrade restores 0001's guards exactly, and upgrading again works. (The invoices are
+    issued by today's models at the head and the store taken down to 0001, since the models
+    may have columns 0001 lacks; issue 12.)"""
     if store.is_postgres:
         url = create_scratch_database(os.environ[PG_ENV], "w365_test_0002")
     else:
@@ -409,19 +420,20 @@ def test_migration_upgrades_a_0001_store_with_invoices_and_downgrades(store, tmp
     monkeypatch.setenv("W365_DATABASE_URL", url)
     engine = get_engine(url)
     try:
-        db.upgrade(url, "0001")
-        assert db.current_revision(url) == "0001"
+        db.upgrade(url)
         old = Store(store.backend, url, engine)
         with old.session() as s:
             issue(old, s)
-        with old.session() as s:
-            before = snapshot(s)
+        _alembic(url, "downgrade", "0001")
+        assert db.current_revision(url) == "0001"
+        with engine.connect() as c:
+            before = _stored(c)
             assert len(before["invoice"]) == 1 and len(before["invoice_line"]) == 2 and before["invoice_line_slcl"]
 
-        db.upgrade(url)  # what `w365 db upgrade` runs
-        assert db.current_revision(url) == db.head_revision() == "0002"
+        db.upgrade(url, "0002")  # what `w365 db upgrade` ran when 0002 was the head
+        assert db.current_revision(url) == "0002"
         with engine.connect() as c:
-            assert snapshot(c) == before
+            assert _stored(c) == before
             with pytest.raises(DBAPIError, match="issued and immutable"):
                 c.execute(text("UPDATE invoice SET total = '1.00'"))
             c.rollback()
@@ -432,7 +444,7 @@ def test_migration_upgrades_a_0001_store_with_invoices_and_downgrades(store, tmp
         _alembic(url, "downgrade", "0001")
         assert db.current_revision(url) == "0001"
         with engine.connect() as c:
-            assert snapshot(c) == before
+            assert _stored(c) == before
             # 0001's guards: the line amount frozen, the description (and the invoice) not.
             with pytest.raises(DBAPIError, match="invoice lines are immutable once issued"):
                 c.execute(text("UPDATE invoice_line SET amount = '1.00'"))
@@ -449,12 +461,14 @@ def test_migration_upgrades_a_0001_store_with_invoices_and_downgrades(store, tmp
             else:
                 assert c.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'")) == 4
 
-        db.upgrade(url)
+        db.upgrade(url, "0002")
         with engine.connect() as c:
-            assert snapshot(c) == before
+            assert _stored(c) == before
             with pytest.raises(DBAPIError, match="issued and immutable"):
                 c.execute(text("DELETE FROM invoice_line_lcl"))
             c.rollback()
+        db.upgrade(url)  # on to the head
+        assert db.current_revision(url) == db.head_revision()
     finally:
         engine.dispose()
         if store.is_postgres:

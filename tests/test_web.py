@@ -404,3 +404,175 @@ def test_portal_is_mounted_with_its_own_token_auth(client: Any, airflow: dict[st
         s.commit()
     r = client.get("/w365/portal/subscriptions", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json() and all(sub["id"] for sub in r.json())
+
+
+# ------------------------------------------------------------------------------------ issue 12: hardening
+
+
+FORMULAS = {  # each leading character a spreadsheet takes for a formula (OWASP CSV injection)
+    "=": '=HYPERLINK("http://x","pay")',
+    "+": "+cmd|' /C calc'!A0",
+    "-": "-2+3+cmd|' /C calc'!A0",
+    "@": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\t": "\t=1+1",
+    "\r": "\r=1+1",
+}
+
+
+def test_m3_csv_exports_neutralise_formulas_and_keep_numbers(client: Any, airflow: dict[str, Any], store: Any,
+                                                            tmp_path: Any) -> None:
+    """issue 12, SPEC M3: customer, subscription and product names that begin like a formula
+    (=, +, -, @, tab, CR) are written with a leading ' in the CSV of `w365 invoice export` and of
+    the page's /export.csv (the same bytes); amounts, quantities and prices stay plain numbers,
+    the negative ones of a credit included."""
+    import factories as f
+    from w365.cli import main
+    from w365.db.models import QRB
+    from w365.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices
+    from w365.invoicing.export import CSV_COLUMNS
+    from w365.subscriptions import ChangeRequest, change_subscription
+
+    subs = {}
+    with store.session() as s:
+        for n, (lead, payload) in enumerate(FORMULAS.items()):
+            cust = f.customer(s, f"{payload} customer")
+            c = f.contract(s, cust, start=date(2025, 12, 1), number=f"BC-F{n}")
+            prod = f.product(s, sku=f"SKU-F{n}")
+            prod.name = f"{payload} product"
+            sub = f.subscription(s, c, prod=prod, name=f"Subscription F{n}", qrb=QRB.ALLOWED)
+            # Written as stored data (an older store, a provider's sync): the change service
+            # itself refuses control characters in new names (issue 12, input validation).
+            sub.name = f"{payload} subscription"
+            subs[lead] = sub.id
+        s.commit()
+        generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
+        change_subscription(s, subs["="], ChangeRequest(quantity=8), now=datetime(2025, 12, 10, 12, tzinfo=timezone.utc))
+        s.commit()
+        credit = generate_change_log_invoices("monthly", date(2025, 12, 15), engine=store.engine).invoices
+    assert [i.total for i in credit] == ["-13.55"]
+    from w365.invoicing.export import list_invoices
+
+    with store.session() as s:
+        numbers = [i["number"] for i in list_invoices(s)]
+    assert len(numbers) == 7
+
+    as_cookie(client, airflow, "viewer")
+    col = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    negative = 0
+    for number in numbers:
+        path = tmp_path / f"{number}.csv"
+        assert main(["invoice", "export", number, "--format", "csv", "-o", str(path)]) == 0
+        with open(path, encoding="utf-8", newline="") as fh:  # a CR inside a quoted cell stays a CR
+            cli_text = fh.read()
+        page = client.get(f"/w365/invoices/{number}/export.csv")
+        assert page.status_code == 200 and page.text == cli_text
+        rows = list(csv.reader(io.StringIO(cli_text, newline="")))
+        assert rows[0] == CSV_COLUMNS
+        for row in rows[1:]:
+            customer = row[col["customer"]]
+            assert customer.startswith("'") and customer[1:] in {f"{p} customer" for p in FORMULAS.values()}, customer
+            if row[col["kind"]] != "total":
+                for name, suffix in (("subscription", " subscription"), ("product", " product")):
+                    cell = row[col[name]]
+                    assert cell.startswith("'") and cell[1:] in {p + suffix for p in FORMULAS.values()}, cell
+                description = row[col["description"]]  # "<subscription name>, Dec 1-31" or "Credit: ..."
+                assert not description.startswith(tuple(FORMULAS)), description
+                for name in ("quantity", "unit_price", "proration_factor"):
+                    assert re.fullmatch(r"-?\d+(\.\d+)?", row[col[name]]), (name, row[col[name]])  # plain numbers
+            amount = row[col["amount"]]
+            assert re.fullmatch(r"-?\d+\.\d{2}", amount), amount  # a plain number, negative or not
+            negative += amount.startswith("-")
+    assert negative >= 2  # the credit's reversal line and its total stay numbers
+    customers_seen = set()
+    for number in numbers:
+        rows = list(csv.reader(io.StringIO(client.get(f"/w365/invoices/{number}/export.csv").text, newline="")))
+        customers_seen |= {row[col["customer"]][1] for row in rows[1:]}
+    assert customers_seen == set(FORMULAS)  # each of the six leading characters was exercised
+
+
+def test_csv_safe_cell_rule() -> None:
+    """issue 12, SPEC M3: the one rule every human-facing CSV uses."""
+    from decimal import Decimal
+
+    from w365.csvsafe import safe_cell
+
+    for text in FORMULAS.values():
+        assert safe_cell(text) == "'" + text
+    for number in ("-100.00", "+1", "-0.5", "12", ".5", "-13.55"):
+        assert safe_cell(number) == number
+    assert safe_cell(Decimal("-13.55")) == Decimal("-13.55") and safe_cell(-3) == -3 and safe_cell(None) == ""
+    assert safe_cell("-1+1") == "'-1+1" and safe_cell("-") == "'-" and safe_cell("Fabrikam") == "Fabrikam"
+    assert safe_cell("2026-01-01") == "2026-01-01" and safe_cell(" =1") == " =1"
+
+
+def test_origin_check_trusts_forwarded_host_only_from_configured_proxies(client: Any, airflow: dict[str, Any],
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 12 (docs/ui.md, CSRF): `Origin: evil` with `X-Forwarded-Host: evil` is refused (403)
+    unless the request comes from a proxy in [w365] trusted_proxies; from one, its forwarded host
+    is what Origin must match (the value it added, not one the client put in front)."""
+    from fastapi.testclient import TestClient
+
+    monkeypatch.delenv("AIRFLOW__W365__TRUSTED_PROXIES", raising=False)
+    before = is_paused(client, airflow)
+    as_cookie(client, airflow, "admin")
+    evil = {"Origin": "http://evil.example", "X-Forwarded-Host": "evil.example"}
+    r = _toggle(client, DAG, not before, **evil)
+    assert r.status_code == 403 and "cross-origin" in r.text
+    r = _toggle(client, DAG, not before, Origin="http://evil.example", Forwarded="host=evil.example")
+    assert r.status_code == 403
+    assert is_paused(client, airflow) == before
+
+    proxy = TestClient(airflow["root"], base_url="http://airflow.test", client=("10.9.8.7", 50000))
+    proxy.cookies.set("_token", airflow["tokens"]["admin"])
+    public = {"Origin": "https://w365.example.com", "X-Forwarded-Host": "w365.example.com"}
+    assert _toggle(proxy, DAG, before, **public).status_code == 403  # no proxy configured yet
+    monkeypatch.setenv("AIRFLOW__W365__TRUSTED_PROXIES", "127.0.0.1, 10.9.8.0/24")
+    r = _toggle(proxy, DAG, before, **public)
+    assert r.status_code == 200, r.text
+    assert _toggle(proxy, DAG, before, Origin="https://w365.example.com:443", Forwarded='for=203.0.113.1;host="w365.example.com"').status_code == 200
+    r = _toggle(proxy, DAG, not before, Origin="http://evil.example", **{"X-Forwarded-Host": "w365.example.com"})
+    assert r.status_code == 403  # another site's page, through the proxy
+    r = _toggle(proxy, DAG, not before, Origin="http://evil.example", **{"X-Forwarded-Host": "evil.example, w365.example.com"})
+    assert r.status_code == 403  # the nearest proxy's value counts, not one the client sent ahead of it
+    r = _toggle(client, DAG, not before, **evil)  # the same headers, not from the proxy: refused
+    assert r.status_code == 403
+    assert is_paused(client, airflow) == before
+
+
+def test_pages_portal_and_exports_send_security_headers(client: Any, airflow: dict[str, Any], store: Any,
+                                                        demo: dict[str, Any]) -> None:
+    """issue 12: every w365 page, its script and style, the exports and the portal carry a CSP,
+    X-Frame-Options, nosniff and a Referrer-Policy. The pages' CSP allows exactly what they use:
+    script and style from their own files (no inline script, style or handlers), fetch() to the
+    same origin, framing by Airflow's UI on the same origin only."""
+    from w365.web.security import PAGES_CSP, PORTAL_CSP
+
+    inv = _first_invoice(store)
+    as_cookie(client, airflow, "viewer")
+    paths = ["/w365/", "/w365/slcls", "/w365/invoices", f"/w365/invoices/{inv.number}", "/w365/metrics",
+             "/w365/w365.js", "/w365/w365.css", f"/w365/invoices/{inv.number}/export.csv", "/w365/icon.svg"]
+    for path in paths:
+        r = client.get(path)
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.headers["content-security-policy"] == PAGES_CSP, path
+        assert (r.headers["x-frame-options"], r.headers["x-content-type-options"], r.headers["referrer-policy"]) == \
+            ("SAMEORIGIN", "nosniff", "same-origin"), path
+        if r.headers["content-type"].startswith("text/html"):
+            html = r.text
+            assert '<script src="/w365/w365.js" defer></script>' in html and '<link rel="stylesheet" href="/w365/w365.css">' in html
+            assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), f"inline script on {path}"
+            assert "<style" not in html and not re.search(r"\sstyle=", html), f"inline style on {path}"
+            assert not re.search(r"\son[a-z]+=", html, re.I) and "javascript:" not in html, f"inline handler on {path}"
+    assert "frame-ancestors 'self'" in PAGES_CSP and "'unsafe-inline'" not in PAGES_CSP
+    assert client.get("/w365/w365.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/w365/w365.css").headers["content-type"].startswith("text/css")
+    # The HTML export is a standalone document: only its own <style> block, by hash.
+    r = client.get(f"/w365/invoices/{inv.number}/export.html")
+    csp = r.headers["content-security-policy"]
+    assert re.fullmatch(r"default-src 'none'; style-src 'sha256-[A-Za-z0-9+/=]+'; frame-ancestors 'self'; base-uri 'none'; form-action 'none'", csp)
+    assert r.headers["x-frame-options"] == "SAMEORIGIN" and r.headers["x-content-type-options"] == "nosniff"
+    # Refusals carry them too, and so does the portal (mounted by the same plugin).
+    client.cookies.clear()
+    assert client.get("/w365/").headers["content-security-policy"] == PAGES_CSP
+    r = client.get("/w365/portal/subscriptions")
+    assert r.status_code == 401 and r.headers["content-security-policy"] == PORTAL_CSP and r.headers["x-frame-options"] == "DENY"

@@ -4,48 +4,60 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, timezone
 from pathlib import Path
 
+from w365 import limits
+from w365.cli import DATE, arg, count_arg, text_arg
 from w365.cli.output import add_json_flag, emit, print_json, print_table
 
 
-def _params(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for p in pairs or []:
-        if "=" not in p:
-            raise SystemExit(f"--param {p!r}: use KEY=VALUE")
-        k, v = p.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
+def _job(value: str, what: str) -> str:
+    from w365 import catalogue
+
+    try:
+        return catalogue.get(value.strip()).dag_id
+    except catalogue.UnknownJob as exc:
+        raise limits.BadValue(what, str(exc)) from None
+
+
+def _pair(value: str, what: str) -> tuple[str, str]:
+    if "=" not in value:
+        raise limits.BadValue(what, f"{limits.show(value)} is not KEY=VALUE")
+    key, val = value.split("=", 1)
+    return key.strip(), val.strip()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run one catalogue job's function without Airflow (ops debugging)")
-    p.add_argument("dag_id", help="as `w365 jobs list` shows it")
-    p.add_argument("--as-of", required=True, help="tenant date YYYY-MM-DD, or an ISO instant with zone")
-    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="job params, e.g. advance_days=30, dry_run=true")
+    p = sub.add_parser("run", help="run one catalogue job's function without Airflow (ops debugging)",
+                       epilog="Params (a job takes only its own; unknown ones are refused): advance_days 0 to "
+                       f"{limits.MAX_ADVANCE_DAYS}; dry_run, bill true/false; contract numbers separated by commas; "
+                       f"day {limits.HELP_DATE}; month YYYY-MM; commission_rate 0 to 1. The jobs commit per batch: "
+                       "after a failure, rerun the same command (same --as-of) to complete the work.")
+    p.add_argument("dag_id", metavar="DAG_ID", type=arg(_job), help="as `w365 jobs list` shows it")
+    p.add_argument("--as-of", required=True, type=arg(limits.day_or_instant),
+                   help=f"tenant date YYYY-MM-DD, or an ISO instant with zone ({limits.MIN_DATE} to {limits.MAX_DATE})")
+    p.add_argument("--param", action="append", type=arg(_pair), metavar="KEY=VALUE", help="job params, e.g. advance_days=30, dry_run=true")
     add_json_flag(p)
-    p.set_defaults(handler=run_cmd)
+    p.set_defaults(handler=run_cmd, commits="per_batch")
 
     inv = sub.add_parser("invoice", help="invoices: list, show, preview, export")
     s = inv.add_subparsers(dest="invoice_verb", metavar="ACTION", required=True)
     p = s.add_parser("list", help="recent invoices with totals and payment status")
-    p.add_argument("--contract")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--contract", type=text_arg("BillingContract", "number"))
+    p.add_argument("--limit", type=count_arg(1, 100_000), default=50)
     add_json_flag(p)
     p.set_defaults(handler=invoice_list)
     p = s.add_parser("show", help="an invoice's lines, with their periods and sources")
-    p.add_argument("number")
+    p.add_argument("number", type=text_arg("Invoice", "number"))
     add_json_flag(p)
     p.set_defaults(handler=invoice_show)
     p = s.add_parser("preview", help="the invoice that would be produced; writes nothing")
-    p.add_argument("--contract", required=True, help="contract number")
-    p.add_argument("--as-of", type=date.fromisoformat, default=None, help="tenant date (default today)")
+    p.add_argument("--contract", required=True, type=text_arg("BillingContract", "number"), help="contract number")
+    p.add_argument("--as-of", type=DATE, default=None, help=f"tenant date (default today; {limits.HELP_DATE})")
     add_json_flag(p)
     p.set_defaults(handler=invoice_preview)
     p = s.add_parser("export", help="export an invoice as CSV or HTML")
-    p.add_argument("number")
+    p.add_argument("number", type=text_arg("Invoice", "number"))
     p.add_argument("--format", choices=("csv", "html"), default="csv")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     p.set_defaults(handler=invoice_export)
@@ -56,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=verify_ledger)
     p = s.add_parser("billing", help="independent audit: billed days, line amounts, totals, numbering, links, bill-from days")
-    p.add_argument("--contract", action="append", help="only these contract numbers")
+    p.add_argument("--contract", action="append", type=text_arg("BillingContract", "number"), help="only these contract numbers")
     add_json_flag(p)
     p.set_defaults(handler=verify_billing)
 
@@ -64,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_cmd(args: argparse.Namespace) -> int:
     from w365 import jobs
 
-    result = jobs.run(args.dag_id, args.as_of, **_params(args.param))
+    result = jobs.run(args.dag_id, args.as_of, **jobs.check_params(args.dag_id, args.param or [], "argument --param: "))
     if args.json:
         print_json(result)
     else:
@@ -136,7 +148,7 @@ def invoice_export(args: argparse.Namespace) -> int:
         doc = invoice_document(s, args.number)
     text = to_csv(doc) if args.format == "csv" else to_html(doc)
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
+        args.output.write_text(text, encoding="utf-8", newline="")  # the CSV's CRLF as written (issue 12)
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)

@@ -267,6 +267,10 @@ class Customer(Base):
     salesperson: Mapped[Optional[str]] = mapped_column(String(100))
     # SHA-256 of the end-customer portal token (SPEC C13); the token itself is never stored.
     portal_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
+    # When that token stops working, and when it was revoked (issue 12; migration 0003). A
+    # revoked token keeps its hash so that the portal can answer "revoked" rather than "unknown".
+    portal_token_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    portal_token_revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contracts: Mapped[list["BillingContract"]] = relationship(back_populates="customer")

@@ -3,7 +3,6 @@ and a readable HTML document (SPEC M3: every number can be traced to its change 
 
 from __future__ import annotations
 
-import csv
 import io
 from typing import Any
 
@@ -11,7 +10,8 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from w365.db.models import BillingContract, Customer, Invoice, InvoiceLine
+from w365 import csvsafe
+from w365.db.models import BillingContract, Customer, Invoice, InvoiceLine, Product, Subscription
 from w365.errors import NotFound
 from w365.money import as_currency
 from w365.subscriptions import get_tenant
@@ -49,9 +49,14 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
     contract = session.get(BillingContract, inv.contract_id)
     customer = session.get(Customer, inv.customer_id)
     tenant = get_tenant(session)
-    from w365.db.models import Subscription
-
-    names = dict(session.execute(select(Subscription.id, Subscription.name).where(Subscription.id.in_({l.subscription_id for l in inv.lines if l.subscription_id}))).all())
+    subs = {
+        sid: (name, product)
+        for sid, name, product in session.execute(
+            select(Subscription.id, Subscription.name, Product.name)
+            .join(Product, Product.id == Subscription.product_id)
+            .where(Subscription.id.in_({l.subscription_id for l in inv.lines if l.subscription_id}))
+        )
+    }
     return {
         "tenant": tenant.name,
         "number": inv.number,
@@ -70,7 +75,8 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
         "lines": [
             {
                 "line": l.line_no, "kind": l.kind.value, "subscription_id": l.subscription_id,
-                "subscription": names.get(l.subscription_id), "description": l.description,
+                "subscription": subs.get(l.subscription_id, (None, None))[0],
+                "product": subs.get(l.subscription_id, (None, None))[1], "description": l.description,
                 "period_from": l.period_from, "period_to": l.period_to,
                 "billing_period_from": l.billing_period_from, "billing_period_to": l.billing_period_to,
                 "quantity": l.quantity.normalize() if l.quantity == l.quantity.to_integral() else l.quantity,
@@ -87,21 +93,26 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
 CSV_COLUMNS = [
     "invoice", "line", "kind", "subscription_id", "subscription", "description", "period_from", "period_to",
     "quantity", "unit_price", "days", "period_days", "proration_factor", "amount", "currency", "lcl_ids", "slcl_ids",
+    "customer", "product",
 ]
 
 
 def to_csv(doc: dict[str, Any]) -> str:
+    """The invoice as CSV for finance. Written through :mod:`w365.csvsafe`: a name that starts
+    like a formula (``=``, ``+``, ``-``, ``@``, tab, CR) is text in a spreadsheet, numbers
+    (negative credits included) stay numbers; rows end in CRLF (RFC 4180) (issue 12)."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = csvsafe.writer(buf)
     w.writerow(CSV_COLUMNS)
     for l in doc["lines"]:
         w.writerow([
             doc["number"], l["line"], l["kind"], l["subscription_id"], l["subscription"], l["description"],
             l["period_from"], l["period_to"], format(l["quantity"], "f"), format(l["unit_price"], "f"), l["days"],
             l["period_days"], format(l["proration_factor"], "f"), format(l["amount"], "f"), doc["currency"],
-            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])),
+            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), doc["customer"], l["product"],
         ])
-    w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", ""])
+    w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
+                doc["customer"], ""])
     return buf.getvalue()
 
 

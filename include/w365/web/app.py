@@ -10,7 +10,10 @@ as the signed-in user (``airflow_api``); everything else is read from the billin
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -28,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from w365 import catalogue
 from w365.db.models import OPEN_SLCL_STATUSES
 from w365.errors import NotFound, W365Error
-from w365.web import auth, queries
+from w365.web import auth, queries, security
 from w365.web.airflow_api import AirflowAPI, caller_token
 from w365.web.svg import line_chart
 
@@ -56,6 +59,15 @@ def _local(value: Any, tz: str) -> str:
     return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def _export_csp(html: str) -> str:
+    """The HTML export's policy: nothing but its own inline ``<style>`` blocks (by hash)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(block.encode("utf-8")).digest()).decode("ascii") + "'"
+        for block in re.findall(r"<style>(.*?)</style>", html, re.S)
+    ) or "'none'"
+    return f"default-src 'none'; style-src {hashes}; frame-ancestors 'self'; base-uri 'none'; form-action 'none'"
+
+
 def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None = None,
                clock: Callable[[], datetime] | None = None) -> FastAPI:
     """The pages' app. ``engine`` (default: the store of ``W365_DATABASE_URL``), ``airflow_api``
@@ -65,6 +77,8 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
     app = FastAPI(title="w365 pages", description=__doc__, dependencies=auth.view_dependencies(),
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.airflow_api = airflow_api or AirflowAPI()
+    # CSP, framing by Airflow's UI (same origin) only, nosniff, Referrer-Policy (issue 12).
+    app.add_middleware(security.SecurityHeaders, headers=security.PAGES_HEADERS)
     env = _templates()
     now = clock or (lambda: datetime.now(timezone.utc))
 
@@ -209,8 +223,10 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
             doc = invoice_document(s, number)
         body, media = (to_csv(doc), "text/csv") if fmt == "csv" else (to_html(doc), "text/html")
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in number)
-        return Response(body, media_type=f"{media}; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{safe}.{fmt}"'})
+        headers = {"Content-Disposition": f'attachment; filename="{safe}.{fmt}"'}
+        if fmt == "html":  # a standalone document with its own <style>: allow exactly that block
+            headers["Content-Security-Policy"] = _export_csp(body)
+        return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)
 
     # ---------------------------------------------------------------------------- Metrics
 
@@ -235,5 +251,15 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
     @app.get("/icon.svg", include_in_schema=False)
     def icon() -> Response:
         return Response((HERE / "templates" / "icon.svg").read_text(), media_type="image/svg+xml")
+
+    # The pages' own script and style, as files: the CSP allows scripts and styles from 'self'
+    # only, never inline (issue 12).
+    @app.get("/w365.js", include_in_schema=False)
+    def script() -> Response:
+        return Response((HERE / "templates" / "w365.js").read_text(), media_type="text/javascript; charset=utf-8")
+
+    @app.get("/w365.css", include_in_schema=False)
+    def stylesheet() -> Response:
+        return Response((HERE / "templates" / "w365.css").read_text(), media_type="text/css; charset=utf-8")
 
     return app

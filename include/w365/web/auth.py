@@ -12,15 +12,18 @@
   ``admin`` and ``viewer``.
 * Actions are POSTs that must carry the header ``X-W365-Action: 1`` (a cross-site form cannot set
   it, and a cross-origin script may not without a CORS preflight Airflow does not grant) and, when
-  the browser sends an ``Origin``, come from this very host (:func:`same_origin_action`).
+  the browser sends an ``Origin``, come from this very host (:func:`same_origin_action`): the
+  request's ``Host``, or what a proxy listed in ``[w365] trusted_proxies`` forwards
+  (``w365.web.security``).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
+
+from w365.web import security
 
 ACTION_HEADER = "x-w365-action"
 SLCL_DAG = "scheduled_update"  # retry/cancel of SLCLs = permission to edit this DAG
@@ -67,10 +70,10 @@ def same_origin_action(request: Request) -> None:
         # Cookie-authenticated: only our own page's script sets this header.
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"actions need the header {ACTION_HEADER}: 1 (sent by the w365 pages)")
     origin = request.headers.get("origin")
-    if origin:
-        hosts = {request.headers.get("host", "")} | {h.strip() for h in request.headers.get("x-forwarded-host", "").split(",") if h.strip()}
-        if urlsplit(origin).netloc not in hosts:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-origin action refused")
+    # Compared with this request's own Host; X-Forwarded-Host/Forwarded only from a proxy in
+    # [w365] trusted_proxies (issue 12): a client cannot vouch for its own origin.
+    if origin and not security.same_origin(origin, request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-origin action refused")
 
 
 def login_redirect(request: Request) -> str | None:
