@@ -3,7 +3,7 @@
 The file cannot be started here, so these tests validate it against the Compose Specification's
 JSON schema (vendored in tests/data, see its README.md) and check that every reference in it
 resolves: services, volumes, bind-mounted folders, env files, the image version, the databases.
-Topology as in Airflow 3's own docker-compose.yaml (shared/AIRFLOW3.md "Production topology").
+Topology as in Airflow 3.3's reference docker-compose.yaml ("Running Airflow in Docker").
 
 Issue 12, item 8 (deployment secrets; SPEC P4: credentials live in Airflow Connections and
 secrets, never in code or the repository): every secret of the deployment is required
@@ -67,7 +67,7 @@ TEST_SECRETS = {name: "test-" + name.lower().replace("_", "-") for name in REQUI
 TEST_SECRETS["FLOWER_BASIC_AUTH"] = "flower:test-flower-password"
 LOOPBACK = {"127.0.0.1", "::1", "[::1]", "localhost"}
 
-# Airflow 3's production topology (shared/AIRFLOW3.md, issue 2).
+# Airflow 3's production topology (as in Airflow's reference docker-compose.yaml; issue 2).
 REQUIRED_SERVICES = {
     "postgres",
     "redis",
@@ -323,7 +323,7 @@ def test_interpolations_are_well_formed(compose: dict[str, Any], text: str) -> N
 
 
 def test_topology_has_every_service(services: dict[str, dict[str, Any]]) -> None:
-    """Issue 2 "docker-compose.yaml" / shared/AIRFLOW3.md "Production topology": PostgreSQL,
+    """Issue 2 "docker-compose.yaml" / Airflow's reference docker-compose.yaml: PostgreSQL,
     Redis, api-server, scheduler, dag-processor, triggerer, Celery worker and an init service;
     optional services (flower, cli) only under a profile."""
     assert REQUIRED_SERVICES <= set(services)
@@ -375,7 +375,7 @@ def test_depends_on_names_existing_services(services: dict[str, dict[str, Any]])
 
 
 def test_airflow_services_wait_for_init_and_backends(services: dict[str, dict[str, Any]]) -> None:
-    """Issue 2 "docker-compose.yaml" / AIRFLOW3.md: airflow-init gates the rest via
+    """Issue 2 "docker-compose.yaml" / Airflow's reference compose file: airflow-init gates the rest via
     `service_completed_successfully`; Airflow services wait for postgres and redis healthy."""
     for name in airflow_services(services):
         deps = services[name].get("depends_on") or {}
@@ -517,7 +517,7 @@ def test_provider_pool_is_the_catalogues(services: dict[str, dict[str, Any]]) ->
 
 
 def test_executor_is_celery_with_redis_broker(services: dict[str, dict[str, Any]]) -> None:
-    """Issue 2 "docker-compose.yaml" / AIRFLOW3.md: CeleryExecutor, the broker on the redis
+    """Issue 2 "docker-compose.yaml" / Airflow's reference compose file: CeleryExecutor, the broker on the redis
     service, results in Airflow's database, and tasks reach the api-server's Execution API."""
     for name in airflow_services(services):
         env = env_of(services[name])
@@ -606,7 +606,7 @@ def test_dockerfile_copies_what_exists() -> None:
 
 
 def test_apiserver_port_and_healthchecks(services: dict[str, dict[str, Any]]) -> None:
-    """Issue 2 "docker-compose.yaml" / AIRFLOW3.md: the api-server publishes container port 8080
+    """Issue 2 "docker-compose.yaml" / Airflow's reference compose file: the api-server publishes container port 8080
     and is health-checked on /api/v2/monitor/health; every long-running service has a
     healthcheck and a restart policy."""
     apiserver = services["airflow-apiserver"]
