@@ -34,6 +34,14 @@ export AIRFLOW__API__PORT="${AIRFLOW__API__PORT:-8080}"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="${AIRFLOW__CORE__EXECUTION_API_SERVER_URL:-http://${AIRFLOW__API__HOST}:${AIRFLOW__API__PORT}/execution/}"
 # The tenant's time zone for DAG schedules ([w365] timezone); the demo tenant is in Los Angeles.
 export AIRFLOW__W365__TIMEZONE="${AIRFLOW__W365__TIMEZONE:-America/Los_Angeles}"
+# Dates given without an offset (`airflow backfill create --from-date 2026-01-01`, `dags trigger
+# --logical-date`, ...) are read in the tenant's zone, like the schedules (docs/dags.md, Backfills).
+export AIRFLOW__CORE__DEFAULT_TIMEZONE="${AIRFLOW__CORE__DEFAULT_TIMEZONE:-$AIRFLOW__W365__TIMEZONE}"
+# Sizes for a laptop (issue 13; docs/deployment.md): Airflow's defaults fork 32 LocalExecutor
+# workers at scheduler start (one per [core] parallelism slot), about 6 GB RSS in all.
+export AIRFLOW__CORE__PARALLELISM="${AIRFLOW__CORE__PARALLELISM:-4}"   # tasks at once = LocalExecutor workers
+export AIRFLOW__API__WORKERS="${AIRFLOW__API__WORKERS:-1}"              # api-server worker processes
+export AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="${AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES:-1}"  # DAG files parsed at once
 mkdir -p "$AIRFLOW_HOME"
 
 # The demo tenant's providers read export files written by `w365 demo provider-files` (only when

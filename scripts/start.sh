@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
 # Quick start, command 1: set everything up on the embedded default (SQLite, LocalExecutor),
-# load the demo tenant, run the main job once, then start `airflow standalone`.
+# load the demo tenant, run the main job once, then start Airflow: the api-server first, the
+# scheduler, dag-processor and triggerer once it answers (scripts/supervisor.py, issue 13).
+#   bash scripts/start.sh                 # in the foreground: Ctrl-C stops everything
+#   bash scripts/start.sh --background    # returns once Airflow is ready; bash scripts/stop.sh stops it
+# Each component logs to $AIRFLOW_HOME/logs/<component>.log (tail -f .airflow/logs/*.log).
 set -euo pipefail
+BACKGROUND=0
+for arg in "$@"; do
+  case "$arg" in
+    --background|-d) BACKGROUND=1 ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown argument $arg (bash scripts/start.sh [--background])" >&2; exit 2 ;;
+  esac
+done
 source "$(dirname "$0")/env.sh"
 cd "$W365_ROOT"
+# Already running (this AIRFLOW_HOME), or the port taken by something else: say so before any setup.
+python scripts/supervisor.py preflight || { [ $? -eq 3 ] && exit 0; exit 1; }
 
 echo "== migrating Airflow's metadata database ($AIRFLOW_HOME/airflow.db)"
 airflow db migrate >/dev/null
@@ -14,8 +28,11 @@ airflow pools get w365_provider_api >/dev/null 2>&1 \
 echo "== migrating the billing store"
 w365 db upgrade
 if [ "$(w365 tenant show --json | python -c 'import json,sys; print(json.load(sys.stdin)["name"])')" = "default" ]; then
-  echo "== loading the demo tenant"
-  w365 demo load --timezone "$AIRFLOW__W365__TIMEZONE"
+  # The demo tenant as it is after a year of operation: the real jobs run day by day over the
+  # past W365_DEMO_HISTORY_DAYS days (invoices across months, merges, change-log invoices,
+  # a metrics snapshot a day). About 20 s for 365 days.
+  echo "== loading the demo tenant with ${W365_DEMO_HISTORY_DAYS:-365} days of history"
+  w365 demo load --timezone "$AIRFLOW__W365__TIMEZONE" --history-days "${W365_DEMO_HISTORY_DAYS:-365}"
   w365 demo provider-files "$AIRFLOW_HOME/provider-files"
   w365_demo_connections
 fi
@@ -49,4 +66,7 @@ print(f"""
    W365 pages: {sys.argv[2]}/w365/   CLI: source .venv/bin/activate && w365 --help
 """)
 PY
-exec airflow standalone
+if [ "$BACKGROUND" = 1 ]; then
+  exec python scripts/supervisor.py start
+fi
+exec python scripts/supervisor.py run
