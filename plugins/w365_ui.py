@@ -4,6 +4,8 @@
   Airflow's own authentication: every route requires a signed-in Airflow user allowed to see
   plugin views; actions need more (docs/ui.md, "Security model"). A top-level "W365" entry in
   Airflow's navigation shows them inside the UI.
+* A root middleware of the api-server refuses a trigger of a w365 job with a logical date in the
+  future (``w365.trigger_guard``): Airflow would never start that run, and it would block the job.
 * ``/w365/portal/`` — the end-customer change API (SPEC C13, ``w365.portal``). Intentionally NOT
   behind Airflow's authentication: end customers are not Airflow users; the API has its own
   per-customer bearer tokens. It is listed before ``/w365`` so that it, not the pages, answers
@@ -45,6 +47,23 @@ class LazyASGIApp:
         return f"LazyASGIApp({self.factory!r})"
 
 
+class FutureRunGuard:
+    """``w365.trigger_guard.FutureRunGuard`` (issue 13), imported on the api-server's first request:
+    a trigger of a w365 job with a logical date in the future is answered 400 with the reason,
+    instead of creating a run that would never start and would block the job."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self._guard = None
+
+    async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
+        if self._guard is None:
+            from w365.trigger_guard import FutureRunGuard as Guard
+
+            self._guard = Guard(self.app)
+        await self._guard(scope, receive, send)
+
+
 class W365UIPlugin(AirflowPlugin):
     name = "w365_ui"
     fastapi_apps = [
@@ -52,6 +71,10 @@ class W365UIPlugin(AirflowPlugin):
         {"app": LazyASGIApp("w365.portal:create_app"), "url_prefix": "/w365/portal",
          "name": "w365 end-customer portal API (own bearer-token auth, SPEC C13)"},
         {"app": LazyASGIApp("w365.web:create_app"), "url_prefix": "/w365", "name": "w365 pages"},
+    ]
+    fastapi_root_middlewares = [
+        {"middleware": FutureRunGuard, "args": [], "kwargs": {},
+         "name": "w365: refuse triggers of w365 jobs dated in the future (issue 13)"},
     ]
     external_views = [
         {"name": "W365", "href": "/w365/", "destination": "nav", "url_route": "w365",

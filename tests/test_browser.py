@@ -1,7 +1,7 @@
 """The w365 pages in a real browser against a real Airflow (issue 7; SPEC J2, J3; docs/ui.md).
 
-Starts ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer; LocalExecutor,
-SQLite) on a free port of 127.0.0.1, in a throw-away AIRFLOW_HOME with this repository's dags/
+Starts Airflow as ``scripts/start.sh`` does, through ``scripts/supervisor.py run`` (api-server
+first, then scheduler, dag-processor, triggerer; LocalExecutor, SQLite) on a free port of 127.0.0.1, in a throw-away AIRFLOW_HOME with this repository's dags/
 and plugins/, known SimpleAuthManager passwords and a demo billing store; then headless Chromium
 (Debian's ``chromium`` and ``chromium-driver``, driven by Selenium) signs in through Airflow's own
 login page:
@@ -25,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -165,23 +166,35 @@ def standalone(browser_ready: None) -> Iterator[dict[str, Any]]:
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__PARALLELISM": "4",  # the embedded default's size (scripts/env.sh)
+        # Log servers on free ports: another Airflow on this machine must not collide with them.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
         "AIRFLOW__W365__TIMEZONE": LA,
         "W365_DATABASE_URL": _demo_store(tmp / "w365.db"),
     })
     log = home / "standalone.log"
     try:
-        with _process_group([AIRFLOW, "standalone"], env, log) as proc, httpx.Client(base_url=url, timeout=10) as http:
+        # What scripts/start.sh runs: the api-server first, the scheduler once it answers, and a
+        # component that dies restarted (Airflow 3.3's scheduler can die on a race right after a
+        # backfill is created from the UI; `airflow standalone` then runs on without one).
+        supervisor = [sys.executable, str(REPO / "scripts" / "supervisor.py"), "run"]
+        subprocess.run([AIRFLOW, "db", "migrate"], env=env, check=True, capture_output=True)  # start.sh does it first
+        with _process_group(supervisor, env, log) as proc, httpx.Client(base_url=url, timeout=10) as http:
             _wait("/api/v2/monitor/health answers", READY_SECONDS,
                   lambda: http.get("/api/v2/monitor/health").status_code == 200, proc, log)
             token = http.post("/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()["access_token"]
             admin = {"Authorization": f"Bearer {token}"}
             _wait(f"DAG {DAG} parsed", DAG_SECONDS, lambda: http.get(f"/api/v2/dags/{DAG}", headers=admin).status_code == 200, proc, log)
-            yield {"url": url, "passwords": passwords, "http": http, "admin": admin, "log": log, "proc": proc}
+            yield {"url": url, "passwords": passwords, "http": http, "admin": admin, "log": log, "proc": proc,
+                   "store": env["W365_DATABASE_URL"]}
     finally:
         if log.exists():
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             shutil.copy(log, ARTIFACTS / "airflow-standalone.log")
+            for component in (home / "logs").glob("*.log"):  # the supervisor's components
+                shutil.copy(component, ARTIFACTS / f"airflow-{component.name}")
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -339,3 +352,174 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#lines li[data-lcl]"))
         shot(driver, "admin-06-invoice-lines")
         assert not csp_violations(driver)  # issue 12: every page within its CSP
+
+
+# ------------------------------------------------------------------ issue 13: Airflow's own forms, w365's numbers
+
+RUN_SECONDS = 420  # a full-cycle run (or three backfilled ones) on a busy 2-core machine
+
+
+def dag_runs(af: dict[str, Any], dag_id: str, **params: Any) -> list[dict[str, Any]]:
+    r = af["http"].get(f"/api/v2/dags/{dag_id}/dagRuns", headers=af["admin"], params={"limit": 100, **params})
+    assert r.status_code == 200, r.text
+    return list(r.json()["dag_runs"])
+
+
+def wait_for_runs(af: dict[str, Any], dag_id: str, new: Any, count: int, what: str) -> list[dict[str, Any]]:
+    """The ``count`` runs that ``new(run)`` selects, once all of them have finished; fails on a
+    failed one (with the task states) or after RUN_SECONDS."""
+
+    def done() -> Any:
+        runs = [r for r in dag_runs(af, dag_id) if new(r)]
+        failed = [r for r in runs if r["state"] == "failed"]
+        if failed:
+            tis = af["http"].get(f"/api/v2/dags/{dag_id}/dagRuns/{failed[0]['dag_run_id']}/taskInstances", headers=af["admin"]).json()
+            raise AssertionError(f"{what}: run {failed[0]['dag_run_id']} failed: "
+                                 f"{[(t['task_id'], t['state']) for t in tis['task_instances']]}")
+        return runs if len(runs) == count and all(r["state"] == "success" for r in runs) else None
+
+    return _wait(what, RUN_SECONDS, done, af["proc"], af["log"])
+
+
+def open_trigger_dialog(driver: Any, af: dict[str, Any], dag_id: str) -> Any:
+    """Airflow's DAG page, its "Trigger" button: the dialog with Single Run / Backfill."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{af['url']}/dags/{dag_id}")
+    WebDriverWait(driver, 60).until(ec.element_to_be_clickable((By.CSS_SELECTOR, 'button[aria-label="Trigger Dag"]'))).click()
+    return WebDriverWait(driver, 30).until(lambda d: next(
+        (x for x in d.find_elements(By.CSS_SELECTOR, '[role="dialog"]') if x.is_displayed() and "Run Parameters" in x.text), None))
+
+
+def closed(element: Any) -> bool:
+    """The element was hidden or taken out of the page (a dialog that closed)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return not element.is_displayed()
+    except StaleElementReferenceException:
+        return True
+
+
+def dialog_button(dialog: Any, label: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return next(b for b in dialog.find_elements(By.TAG_NAME, "button") if b.text.strip() == label and b.is_displayed())
+
+
+def pick_datetime(driver: Any, index: int, day: date, hhmm: str) -> None:
+    """Airflow's date-time picker (the backfill's From / To): its date and time text inputs."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.find_elements(By.CSS_SELECTOR, '[data-testid="datetime-input"]')[index].click()
+    popover = WebDriverWait(driver, 10).until(lambda d: next(
+        (p for p in d.find_elements(By.CSS_SELECTOR, '[data-scope="popover"][data-part="content"]') if p.is_displayed()), None))
+    day_input, time_input = popover.find_elements(By.TAG_NAME, "input")[:2]
+    for field, text in ((day_input, day.strftime("%Y/%m/%d")), (time_input, hhmm)):
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(text)
+        field.send_keys(Keys.TAB)
+    time_input.send_keys(Keys.ESCAPE)
+    WebDriverWait(driver, 10).until(lambda d: closed(popover))
+
+
+def test_trigger_form_of_a_full_cycle_job_submits_as_it_opens_and_the_run_succeeds(standalone: dict[str, Any]) -> None:
+    """issue 13 (item 2), SPEC J5: Airflow's Trigger form of a full-cycle invoicing DAG can be
+    submitted as it opens (no param is required without a default: the contract filter is
+    optional), and the run it starts, "bill every due contract", succeeds."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    af, dag_id = standalone, "generate_full_cycle_invoice_quarterly"
+    before = {r["dag_run_id"] for r in dag_runs(af, dag_id)}
+    with chromium() as driver:
+        sign_in(driver, af, "admin")
+        dialog = open_trigger_dialog(driver, af, dag_id)
+        shot(driver, "admin-07-trigger-form")
+        assert "Contracts" in dialog.text and "Empty: every due contract." in dialog.text
+        button = dialog_button(dialog, "Trigger")
+        assert button.get_attribute("disabled") is None, "the Trigger button must be enabled as the form opens"
+        button.click()
+        WebDriverWait(driver, 30).until(lambda d: closed(dialog))
+        assert not csp_violations(driver)
+    runs = wait_for_runs(af, dag_id, lambda r: r["dag_run_id"] not in before and r["run_type"] == "manual", 1, "the triggered run")
+    assert runs[0]["conf"] in ({}, {"advance_days": 0, "dry_run": False, "contract": None}), runs[0]["conf"]
+
+
+def test_backfill_of_three_past_days_from_the_ui_bills_what_verify_billing_expects(standalone: dict[str, Any]) -> None:
+    """issue 13 (items 2, 3), SPEC J6/M3: "Run Backfill" in Airflow's Trigger dialog is enabled
+    once the dates are chosen (no param blocks it); a backfill of three past days bills the
+    contract that fell due on the first of them, as of that day; `w365 verify billing` finds
+    nothing to object to (exit 0); the invoice page shows the quantity as 120, not 1.2E+2."""
+    import re
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+    from zoneinfo import ZoneInfo
+
+    import factories as f
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+    from sqlalchemy import select
+
+    from w365.db.models import BillingContract, Invoice
+    from w365.db.session import dispose_engines, get_engine, session_scope
+
+    af, dag_id = standalone, "generate_full_cycle_invoice_monthly"
+    today = datetime.now(ZoneInfo(LA)).date()
+    first = today - timedelta(days=5)  # the three days: first, first + 1, first + 2 (all past)
+    number = f"BC-BF-{first:%Y%m%d}"
+    # The job's scheduled run of today must be over: it would bill the new contract as of today.
+    _wait(f"{dag_id}'s runs finished", RUN_SECONDS,
+          lambda: all(r["state"] in ("success", "failed") for r in dag_runs(af, dag_id)), af["proc"], af["log"])
+    engine = get_engine(af["store"])
+    try:
+        with session_scope(engine) as s:  # a contract that fell due on the backfill's first day
+            cust = f.customer(s, "Backfill Ltd")
+            c = f.contract(s, cust, start=first, number=number)
+            f.subscription(s, c, quantity=120, price="20.00", name="Backfilled seats",
+                           now=datetime.combine(first - timedelta(days=1), datetime.min.time(), timezone.utc))
+    finally:
+        dispose_engines()
+
+    with chromium() as driver:
+        sign_in(driver, af, "admin")
+        dialog = open_trigger_dialog(driver, af, dag_id)
+        driver.find_element(By.XPATH, "//span[normalize-space(text())='Backfill']").click()
+        WebDriverWait(driver, 10).until(lambda d: dialog_button(dialog, "Run Backfill"))
+        pick_datetime(driver, 0, first, "00:00")
+        pick_datetime(driver, 1, first + timedelta(days=2), "23:59")
+        WebDriverWait(driver, 30).until(lambda d: "3 runs will be triggered" in dialog.text)
+        shot(driver, "admin-08-backfill-form")
+        button = dialog_button(dialog, "Run Backfill")
+        assert button.get_attribute("disabled") is None, "Run Backfill must be enabled with the params as they open"
+        assert "Contracts" in dialog.text
+        button.click()
+        WebDriverWait(driver, 30).until(lambda d: closed(dialog))
+
+        runs = wait_for_runs(af, dag_id, lambda r: r["run_type"] == "backfill", 3, "the three backfilled runs")
+        days = sorted(datetime.fromisoformat(r["logical_date"].replace("Z", "+00:00")).astimezone(ZoneInfo(LA)).date() for r in runs)
+        assert days == [first, first + timedelta(days=1), first + timedelta(days=2)], days
+
+        try:
+            with session_scope(engine) as s:
+                billed = s.execute(select(Invoice.number, Invoice.issue_date).join(BillingContract, BillingContract.id == Invoice.contract_id)
+                                   .where(BillingContract.number == number)).all()
+        finally:
+            dispose_engines()
+        assert [d for _n, d in billed] == [first], billed  # billed once, as of the day it fell due
+        audit = subprocess.run([sys.executable, "-m", "w365", "verify", "billing"], capture_output=True, text=True, timeout=300,
+                               env={**os.environ, "W365_DATABASE_URL": af["store"]})
+        assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr[-2000:]
+
+        driver.get(f"{af['url']}/w365/invoices/{billed[0][0]}")
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#lines td.qty"))
+        shot(driver, "admin-09-backfilled-invoice")
+        quantities = [td.text for td in driver.find_elements(By.CSS_SELECTOR, "table#lines td.qty")]
+        assert quantities and set(quantities) == {"120"}, quantities
+        assert "E+" not in driver.page_source and re.search(r"\d+/\d+ days", driver.page_source)
+        assert not csp_violations(driver)
+

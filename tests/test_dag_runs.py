@@ -131,6 +131,65 @@ def test_a_time_zone_mismatch_fails_with_a_clear_message(dags: Any, store: Any, 
     assert "[w365] Generate Full Cycle Invoice - Monthly Contracts failed (list_due_contracts, as of 2026-01-01T08:15:00+00:00)" in caplog.text
 
 
+def test_a_run_with_the_default_params_bills_every_due_contract(dags: Any, store: Any) -> None:
+    """issue 13 (item 2), SPEC J4/J5: the Trigger form submitted as it opens sends every param's
+    default (the contract filter empty: null); that run bills every due contract, exactly like a
+    scheduled run, and so does a change-log run with its defaults."""
+    from w365 import jobs
+
+    load_demo_tenant(store)
+    dag = dags["generate_full_cycle_invoice_monthly"]
+    assert dag.params.validate() == {"advance_days": 0, "dry_run": False, "contract": None}
+    as_of = at(date(2026, 1, 1), 0, 15)
+    due = [i for shard in jobs.due_contract_shards("monthly", as_of.isoformat(), 0, shards=1) for i in shard]
+    assert len(due) >= 2
+    run = run_dag(dag, as_of, run_conf=dag.params.validate())  # what the form posts as it opens
+    assert run.state == "success", task_states(run)
+    assert {b[1] for b in invoices(store)} == set(_numbers(store, due))
+    change_log = dags["generate_change_log_invoice_monthly"]
+    assert change_log.params.validate() == {"dry_run": False, "contract": None}
+    assert run_dag(change_log, at(date(2026, 1, 5), 0, 30), run_conf=change_log.params.validate()).state == "success"
+
+
+def test_a_future_logical_date_is_refused_by_the_first_task(dags: Any, store: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """issue 13 (item 9): a run dated in the future (Airflow's scheduler would never start it, and
+    it would block the job) fails in its first task at once, naming the logical date and now, and
+    does nothing; one dated now or in the past runs."""
+    load_demo_tenant(store)
+    future = pendulum.now("UTC").add(days=2).replace(microsecond=0)
+    run = run_dag(dags["generate_full_cycle_invoice_monthly"], future)
+    states = task_states(run)
+    assert run.state == "failed" and states["list_due_contracts"] == "failed", states
+    assert all(v != "success" for k, v in states.items() if k != "list_due_contracts"), states
+    assert f"refused: the logical date {future.isoformat()} is in the future (now is 20" in caplog.text
+    assert "To bill ahead, use the param advance_days." in caplog.text
+    assert invoices(store) == []
+
+    caplog.clear()
+    run = run_dag(dags["scheduled_update"], future.add(minutes=1))
+    assert run.state == "failed" and task_states(run) == {"merge_due_slcls": "failed"}
+    assert "Scheduled Update works as of its run's logical date" in caplog.text and "advance_days" not in caplog.text
+
+    present = pendulum.now("UTC").subtract(minutes=1).replace(microsecond=0)
+    run = run_dag(dags["scheduled_update"], present)
+    assert run.state == "success", task_states(run)
+
+
+def test_the_future_check_has_a_small_tolerance_and_ignores_runs_without_a_logical_date() -> None:
+    """issue 13: clocks of different machines may differ by a little: five minutes ahead passes,
+    six do not; a run without a logical date is bound to run_after and never refused."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from w365.airflow_support import check_not_future
+
+    now = pendulum.datetime(2026, 11, 1, 12, tz="UTC")
+    check_not_future({"logical_date": now.add(minutes=5)}, now=now)
+    check_not_future({"logical_date": now.subtract(years=1)}, now=now)
+    check_not_future({"logical_date": None}, now=now)
+    with pytest.raises(AirflowFailException, match=r"2026-11-01T12:06:00\+00:00 is in the future \(now is 2026-11-01T12:00:00\+00:00\)"):
+        check_not_future({"logical_date": now.add(minutes=6)}, now=now)
+
+
 # ------------------------------------------------------------------------------ backfill, J6
 
 

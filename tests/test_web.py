@@ -576,3 +576,235 @@ def test_pages_portal_and_exports_send_security_headers(client: Any, airflow: di
     assert client.get("/w365/").headers["content-security-policy"] == PAGES_CSP
     r = client.get("/w365/portal/subscriptions")
     assert r.status_code == 401 and r.headers["content-security-policy"] == PORTAL_CSP and r.headers["x-frame-options"] == "DENY"
+
+
+# ------------------------------------------------------------------------------------ issue 13: numbers, words, errors
+
+
+def _quantities_invoice(store: Any) -> str:
+    """An invoice whose lines bill 120 licences for 17 of 31 days and 2.5 units of usage, written
+    as the dispatcher writes lines (quantities NUMERIC(18, 6): 120.000000 on PostgreSQL)."""
+    from decimal import Decimal as D
+
+    import factories as f
+    from w365.db.models import Invoice, InvoiceKind, InvoiceLine, InvoiceLineKind
+
+    with store.session() as s:
+        cust = f.customer(s, "Quantities Inc")
+        c = f.contract(s, cust, start=date(2026, 1, 1), number="BC-Q120")
+        inv = Invoice(number="INV-Q120", sequence=990001, contract_id=c.id, customer_id=cust.id, kind=InvoiceKind.FULL_CYCLE,
+                      currency="USD", issue_date=date(2026, 1, 15), due_date=date(2026, 2, 14), period_from=date(2026, 1, 15),
+                      period_to=date(2026, 1, 31), total=D("1341.56"))
+        s.add(inv)
+        s.flush()
+        s.add_all([
+            InvoiceLine(invoice_id=inv.id, line_no=1, kind=InvoiceLineKind.RECURRING, description="Seats, Jan 15-31",
+                        billing_period_from=date(2026, 1, 1), billing_period_to=date(2026, 1, 31), period_from=date(2026, 1, 15),
+                        period_to=date(2026, 1, 31), quantity=D("120.000000"), unit_price=D("20.000000"), days=17, period_days=31,
+                        proration_factor=D("0.5483870968"), amount=D("1316.13")),
+            InvoiceLine(invoice_id=inv.id, line_no=2, kind=InvoiceLineKind.RECURRING, description="Storage, Jan",
+                        billing_period_from=date(2026, 1, 1), billing_period_to=date(2026, 1, 31), period_from=date(2026, 1, 1),
+                        period_to=date(2026, 1, 31), quantity=D("2.500000"), unit_price=D("10.170000"), days=31, period_days=31,
+                        proration_factor=D("1.0000000000"), amount=D("25.43")),
+        ])
+        s.commit()
+    return "INV-Q120"
+
+
+def test_m3_quantities_and_proration_read_as_people_write_them(client: Any, airflow: dict[str, Any], store: Any) -> None:
+    """issue 13, SPEC M3: a quantity of 120 is "120" and 2.5 is "2.5" on the invoice page, in the
+    HTML export, the CSV and `w365 invoice show` (never Decimal.normalize()'s 1.2E+2); the
+    proration is days over period days ("17/31 days"), not a ten-decimal factor; prices keep two
+    places at least, amounts their currency's minor units."""
+    from w365.cli import main
+    from w365.invoicing.export import CSV_COLUMNS
+
+    number = _quantities_invoice(store)
+    as_cookie(client, airflow, "viewer")
+    page = client.get(f"/w365/invoices/{number}").text
+    qty = re.findall(r'<td class="n qty">([^<]*)</td>', page)
+    assert qty == ["120", "2.5"], qty
+    assert re.findall(r'<td class="n prorated">([^<]*)</td>', page) == ["17/31 days", "31/31 days"]
+    assert ">20.00<" in page and ">10.17<" in page and "1,316.13" in page and "1,341.56 USD" in page
+    html = client.get(f"/w365/invoices/{number}/export.html").text
+    cells = re.findall(r'<td class="n">([^<]*)</td>', html)
+    assert cells[:4] == ["120", "20.00", "17/31 days", "1316.13"] and cells[4:8] == ["2.5", "10.17", "31/31 days", "25.43"], cells
+    rows = list(csv.reader(io.StringIO(client.get(f"/w365/invoices/{number}/export.csv").text)))
+    col = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    assert [r[col["quantity"]] for r in rows[1:-1]] == ["120", "2.5"]
+    assert [r[col["proration_factor"]] for r in rows[1:-1]] == ["0.5483870968", "1"]
+    for text in (page, html, client.get(f"/w365/invoices/{number}/export.csv").text):
+        assert "E+" not in text and "E-" not in text and "0.5483870968" not in text.split("\r\n", 1)[0]
+    assert "0.5483870968" not in page and "0.5483870968" not in html
+    import contextlib
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["invoice", "show", number]) == 0
+    shown = out.getvalue()
+    assert "E+" not in shown and re.search(r"\s120\s+20\.00\s", shown) and re.search(r"\s2\.5\s+10\.17\s", shown), shown
+
+
+def test_j2_metrics_highest_mrr_first_numerically(client: Any, airflow: dict[str, Any], store: Any) -> None:
+    """issue 13: "highest MRR first" compares numbers on both backends: 10,536.50 above 908.00
+    above 95.10 (SQLite keeps money as text, where "908.00" > "10536.50")."""
+    from decimal import Decimal
+
+    import factories as f
+
+    with store.session() as s:
+        cust = f.customer(s, "Sorting Ltd")
+        for number, mrr in (("BC-S-908", "908.00"), ("BC-S-10536", "10536.50"), ("BC-S-95", "95.10")):
+            c = f.contract(s, cust, number=number)
+            c.mrr, c.acv = Decimal(mrr), Decimal(mrr) * 12
+        s.commit()
+    as_cookie(client, airflow, "viewer")
+    html = client.get("/w365/metrics").text
+    order = [n for n in re.findall(r'data-contract="([^"]+)"', html) if n.startswith("BC-S-")]
+    assert order == ["BC-S-10536", "BC-S-908", "BC-S-95"], order
+    assert "10,536.50 USD" in html and "126,438.00" in html
+
+
+def test_slcl_filter_takes_every_spelling_it_prints(client: Any, airflow: dict[str, Any], demo: dict[str, Any]) -> None:
+    """issue 13, SPEC C9: one vocabulary. The SLCL queue shows "Merge Failed" and links
+    ?status=merge_failed; the CLI says merge-failed: the page takes all of them, in any case."""
+    as_cookie(client, airflow, "viewer")
+    html = client.get("/w365/slcls").text
+    assert "Merge Failed (" in html and "Awaiting Merge (" in html  # what the page prints
+    for spelling in ("merge_failed", "merge-failed", "Merge Failed", "MERGE-FAILED", " merge failed "):
+        r = client.get("/w365/slcls", params={"status": spelling})
+        assert r.status_code == 200, (spelling, r.status_code)
+        assert re.findall(r'data-status="(\w+)"', r.text) == ["merge_failed"], spelling
+        assert 'class="current" data-filter="merge_failed"' in r.text
+    for spelling in ("pending", "Pending", "awaiting-merge", "Awaiting Merge", "AWAITING_MERGE"):
+        assert client.get("/w365/slcls", params={"status": spelling}).status_code == 200, spelling
+    for spelling in ("Active", "INACTIVE", "all"):  # the jobs page's filter too
+        assert client.get("/w365/", params={"show": spelling}).status_code == 200, spelling
+    r = client.get("/w365/slcls", params={"status": "archived"})
+    assert r.status_code == 422 and "Merge Failed" in r.text and "text/html" in r.headers["content-type"]
+
+
+def test_pages_answer_errors_with_a_page_and_actions_with_json(client: Any, airflow: dict[str, Any], store: Any,
+                                                               demo: dict[str, Any]) -> None:
+    """issue 13, SPEC J2/M3: a browser that opens a wrong address gets the site's page with the
+    message, a link back and the right status (404 no such invoice, 422/400 a malformed value),
+    never raw JSON; the actions (POST) and the portal keep answering JSON."""
+    from w365.web.security import PAGES_CSP
+
+    as_cookie(client, airflow, "viewer")
+    cases = [
+        ("/w365/invoices/INV-999999", 404, "no invoice &#39;INV-999999&#39;", "/w365/invoices"),
+        ("/w365/invoices/INV-999999/export.csv", 404, "no invoice", "/w365/invoices"),
+        ("/w365/metrics/BC-NOPE", 404, "no billing contract", "/w365/metrics"),
+        ("/w365/invoices?limit=abc", 422, "limit must be a whole number, not &#39;abc&#39;", "/w365/invoices"),
+        ("/w365/invoices?limit=0", 422, "limit must be at least 1", "/w365/invoices"),
+        ("/w365/metrics?days=lots", 422, "days must be a whole number", "/w365/metrics"),
+        ("/w365/metrics/BC-000001?days=abc", 422, "days must be a whole number", "/w365/metrics"),
+        ("/w365/no-such-page", 404, "There is no w365 page at /w365/no-such-page", "/w365/"),
+        ("/w365/slcls/abc/retry", 405, "action", "/w365/slcls"),
+    ]
+    for path, code, message, back in cases:
+        r = client.get(path, headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+        assert r.status_code == code, (path, r.status_code, r.text[:300])
+        assert r.headers["content-type"].startswith("text/html"), (path, r.headers["content-type"])
+        assert message in r.text, (path, r.text[:2000])
+        assert f'<a href="{back}" id="back">' in r.text and '<nav class="tabs">' in r.text, path
+        assert r.headers["content-security-policy"] == PAGES_CSP and not r.text.lstrip().startswith("{")
+    # An integer path parameter that is not one: 400, a page too (the SLCL actions are POSTs: JSON).
+    r = client.post("/w365/slcls/abc/retry", headers=bearer(airflow, "admin"))
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/json")
+    assert r.json()["detail"][0]["type"] == "int_parsing"
+    r = client.post("/w365/slcls/999999/retry", headers=bearer(airflow, "admin"))
+    assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")
+    # A script that asks for JSON keeps JSON; so does the toggle; and the portal.
+    r = client.get("/w365/invoices/INV-999999", headers={"Accept": "application/json"})
+    assert r.status_code == 404 and r.json() == {"detail": "no invoice 'INV-999999'"}
+    as_cookie(client, airflow, "admin")
+    r = client.post("/w365/jobs/not_a_job/pause", json={"is_paused": True}, headers=ACTION)
+    assert r.status_code == 404 and r.json()["detail"] == "not_a_job is not a w365 job"
+    client.cookies.clear()
+    r = client.get("/w365/portal/subscriptions/abc", headers={"Authorization": "Bearer nope", "Accept": "text/html"})
+    assert r.headers["content-type"].startswith("application/json"), r.headers["content-type"]
+
+
+def test_request_errors_are_explained_for_people() -> None:
+    """issue 13: how a malformed value is explained (no GET page route has an integer path
+    parameter today; one that had would answer 400 with a page, a query value 422)."""
+    import w365.web.app as web
+
+    assert web._explain({"type": "int_parsing", "loc": ("path", "slcl_id"), "msg": "x", "input": "abc"}) == \
+        "slcl_id must be a whole number, not 'abc'"
+    assert web._explain({"type": "less_than_equal", "loc": ("query", "limit"), "msg": "x", "input": "5000", "ctx": {"le": 1000}}) == \
+        "limit must be at most 1000, not '5000'"
+    assert web._status_title(400) == "Bad address" and web._status_title(404) == "Not found"
+
+
+def test_future_triggers_of_w365_jobs_are_refused_by_the_api_server(client: Any, airflow: dict[str, Any]) -> None:
+    """issue 13 (item 9): Airflow never starts a run dated in the future, which would block the
+    job (max_active_runs=1). The plugin's middleware answers Airflow's trigger endpoint 400 with
+    the reason, naming the logical date and now; a past date or none passes to Airflow untouched
+    (its own validation then answers, here 422 for an unknown field: the body reached it whole)."""
+    from datetime import timedelta
+
+    future = (datetime.now(timezone.utc) + timedelta(days=3)).replace(microsecond=0)
+    r = client.post(f"/api/v2/dags/{DAG}/dagRuns", headers=bearer(airflow, "admin"),
+                    json={"logical_date": future.isoformat(), "conf": {}})
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert f"the logical date {future.isoformat()}" in detail and "is in the future (now is 20" in detail
+    assert "Scheduled Update" in detail and "max_active_runs=1" in detail
+    r = client.post("/api/v2/dags/generate_full_cycle_invoice_monthly/dagRuns", headers=bearer(airflow, "admin"),
+                    json={"logical_date": future.isoformat().replace("+00:00", "Z")})
+    assert r.status_code == 400 and "advance_days" in r.json()["detail"]
+    for body in ({"logical_date": "2026-01-01T08:15:00Z", "bogus": 1}, {"logical_date": None, "bogus": 1}):
+        r = client.post(f"/api/v2/dags/{DAG}/dagRuns", headers=bearer(airflow, "admin"), json=body)
+        assert r.status_code == 422 and "bogus" in r.text, r.text
+    r = client.post("/api/v2/dags/no_such_dag/dagRuns", headers=bearer(airflow, "admin"), json={"logical_date": future.isoformat()})
+    assert r.status_code == 404  # not a w365 job: Airflow's own answer
+
+
+def test_future_run_guard_replays_the_body_it_read() -> None:
+    """issue 13: the middleware reads only trigger POSTs of w365 jobs and hands Airflow the same
+    bytes, however they arrive (several chunks)."""
+    import asyncio
+    import json
+
+    from w365.trigger_guard import FutureRunGuard
+
+    seen: list[bytes] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            m = await receive()
+            body += m.get("body", b"")
+            if not m.get("more_body"):
+                break
+        seen.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    now = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    guard = FutureRunGuard(app, clock=lambda: now)
+
+    def call(path: str, payload: dict[str, Any], method: str = "POST") -> int:
+        raw = json.dumps(payload).encode()
+        chunks = [{"type": "http.request", "body": raw[:5], "more_body": True}, {"type": "http.request", "body": raw[5:]}]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> Any:
+            return chunks.pop(0)
+
+        async def send(m: Any) -> None:
+            sent.append(m)
+
+        asyncio.run(guard({"type": "http", "method": method, "path": path}, receive, send))
+        return sent[0]["status"]
+
+    ok = {"logical_date": "2026-11-01T00:04:00+00:00", "conf": {"contract": "BC-1"}}
+    assert call(f"/api/v2/dags/{DAG}/dagRuns", ok) == 200 and seen[-1] == json.dumps(ok).encode()
+    assert call(f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": "2026-11-01T00:06:00+00:00"}) == 400
+    assert call(f"/airflow/api/v2/dags/{DAG}/dagRuns", {"logical_date": "2026-12-01T00:00:00Z"}) == 400  # under a base_url
+    assert call("/api/v2/dags/other_dag/dagRuns", {"logical_date": "2030-01-01T00:00:00Z"}) == 200
+    assert call(f"/api/v2/dags/{DAG}/dagRuns/list", {"logical_date": "2030-01-01T00:00:00Z"}) == 200
+    assert call(f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": "2030-01-01T00:00:00Z"}, method="GET") == 200

@@ -11,8 +11,8 @@ stays a short, readable TaskFlow DAG.
   notifier (``[w365] failure_notifier``) and the Assets the sync jobs publish.
 
 Parse-time budget: this module is imported by every DAG file while Airflow parses it, so it
-imports only the standard library, pendulum, ``airflow.sdk``, ``w365.catalogue`` and ``w365.limits``
-(stdlib only). The billing code (SQLAlchemy, the store) is imported inside the functions that
+imports only the standard library, pendulum, ``airflow.sdk``, ``w365.catalogue``, ``w365.limits`` and
+``w365.trigger_guard`` (stdlib only). The billing code (SQLAlchemy, the store) is imported inside the functions that
 tasks call.
 """
 
@@ -38,7 +38,7 @@ from airflow.sdk import (
     task,
 )
 
-from w365 import catalogue, limits
+from w365 import catalogue, limits, trigger_guard
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +187,19 @@ PARAM_SPECS: dict[str, dict[str, Any]] = {
         "description": "Plan the invoices and show them in the task log; write nothing.",
     },
     "contract": {
-        "type": "string", "title": "Contracts",
+        # Nullable, default None: in Airflow 3's trigger form a param whose type excludes null is
+        # required, and "" counts as missing, so a "string" param defaulting to "" kept "Trigger"
+        # and "Run Backfill" disabled until a contract was typed (issue 13). Empty or None: every
+        # due contract (w365.jobs reads both the same way).
+        "type": ["null", "string"], "title": "Contracts",
         "description": "Only these billing contracts: numbers separated by commas. Empty: every due contract.",
     },
 }
 
 
 def params(job: catalogue.Job) -> dict[str, Param]:
+    """The job's catalogue params as Airflow Params. Every one is valid with its default, so the
+    trigger and backfill forms can be submitted as they open (issue 13; tests/test_dags.py)."""
     return {key: Param(default, **PARAM_SPECS.get(key, {})) for key, default in job.params.items()}
 
 
@@ -251,6 +257,33 @@ def check_timezone(context: Any) -> str:
             "let the DAGs re-parse, then clear this run."
         )
     return tenant
+
+
+# A run dated in the future never starts in Airflow and blocks the job (max_active_runs=1): the
+# api-server refuses such triggers (w365.trigger_guard); a run that gets to its first task anyway
+# (`airflow dags test`, dag.test(), a trigger that bypassed the api-server) is refused there.
+
+
+def check_not_future(context: Any, now: datetime | None = None) -> None:
+    """Fail the run at once (no retry) if its logical date is in the future, naming both (issue 13)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    instant = context.get("logical_date")
+    if instant is None:  # bound to run_after, which Airflow waits for before starting the run
+        return
+    logical = pendulum.instance(instant) if isinstance(instant, datetime) else pendulum.parse(str(instant))
+    # The one wall-clock read of a task: a guard, never what is billed (that is the logical date).
+    current = pendulum.instance(now) if now is not None else pendulum.now("UTC")
+    if trigger_guard.is_future(logical, current):
+        dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(context.get("ti"), "dag_id", "this job")
+        raise AirflowFailException(trigger_guard.future_refusal(dag_id, logical, current))
+
+
+def check_run(context: Any) -> str:
+    """What the first task of every run checks before any work: a logical date that has come, and
+    the schedule's zone equal to the billing store's tenant zone. Returns the zone."""
+    check_not_future(context)
+    return check_timezone(context)
 
 
 def job_params(dag_id: str, context: Any) -> dict[str, Any]:
@@ -312,7 +345,7 @@ def run_job(dag_id: str) -> dict[str, Any]:
     from w365 import jobs
 
     context = get_current_context()
-    check_timezone(context)
+    check_run(context)
     as_of = as_of_from(context)
     result = compact(jobs.run(dag_id, as_of, **job_params(dag_id, context)))
     if catalogue.get(dag_id).function.startswith(INVOICING_FUNCTIONS) and not result.get("dry_run"):
@@ -357,7 +390,7 @@ def list_shards(dag_id: str) -> list[list[int]]:
     from w365 import jobs
 
     context = get_current_context()
-    check_timezone(context)
+    check_run(context)
     p = job_params(dag_id, context)
     frequency = catalogue.get(dag_id).function.removeprefix("full_cycle_invoice_")
     shards = jobs.due_contract_shards(frequency, as_of_from(context), p.get("advance_days", 0), shards=invoice_shards(), contract=p.get("contract", ""))

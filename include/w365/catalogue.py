@@ -53,7 +53,10 @@ class Job:
         return [c.strip() for c in self.schedule.split(";") if c.strip()]
 
 
-_FC_PARAMS = {"advance_days": 0, "dry_run": False, "contract": ""}
+# ``contract`` defaults to None ("every due contract"): Airflow's trigger form treats a string
+# param whose value is "" and whose type does not allow null as required, and would keep
+# "Trigger" and "Run Backfill" disabled until someone typed a contract (issue 13).
+_FC_PARAMS = {"advance_days": 0, "dry_run": False, "contract": None}
 _FC_RERUN = (
     "Safe. One full-cycle invoice per contract and period (a unique key in the store); a rerun "
     "or backfill for the same date finds the invoices made and adds nothing."
@@ -101,7 +104,7 @@ def _change_log(freq: str, paused: bool = False) -> Job:
         writes="Invoices (kind change_log) with charge and credit lines for the remaining days.",
         rerun=_CL_RERUN,
         paused_at_creation=paused,
-        params={"dry_run": False, "contract": ""},
+        params={"dry_run": False, "contract": None},
     )
 
 

@@ -146,6 +146,22 @@ def as_currency(value: Decimal, currency: str) -> Decimal:
     return shown
 
 
+def plain(value: Decimal | int) -> Decimal:
+    """A quantity as people write it: no trailing zeros and never an exponent, so ``str()`` and
+    ``format(_, "f")`` give ``120``, ``2.5``, ``0`` (``Decimal("120.000000").normalize()`` alone
+    is ``1.2E+2``; issue 13). The value is unchanged."""
+    d = value if isinstance(value, Decimal) else Decimal(value)
+    return Decimal(format(d.normalize(context=_CTX), "f")) if d else Decimal(0)
+
+
+def plain_price(value: Decimal | int) -> Decimal:
+    """A unit price as people read it: trailing zeros dropped, but at least two places
+    (``12.00``, ``1.234567``; stored as NUMERIC(18, 6)). The value is unchanged."""
+    d = plain(value)
+    exponent = d.as_tuple().exponent
+    return d.quantize(Decimal("0.01")) if isinstance(exponent, int) and exponent > -2 else d
+
+
 def line_amount(quantity: Decimal | int, unit_price: Decimal, days: int, period_days: int, currency: str) -> Decimal:
     """quantity x unit price x days / period days, computed exactly and rounded once (M2, B3)."""
     if period_days <= 0:

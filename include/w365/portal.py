@@ -39,7 +39,7 @@ from w365.db.models import (
     ScheduledLicenseChangeLog,
     Subscription,
 )
-from w365 import limits
+from w365 import limits, words
 from w365.errors import NotFound, ValidationError, W365Error
 
 TOKEN_BYTES = 32
@@ -125,6 +125,13 @@ class ChangeIn(BaseModel):
         if isinstance(value, float) and math.isfinite(value):
             value = Decimal(repr(value))  # JSON 3e9 or 1e20: a whole number, checked as one
         return value if value is None else limits.quantity(value)
+
+    @field_validator("action", "effective", mode="before")
+    @classmethod
+    def _word(cls, value: Any, info: Any) -> Any:
+        """``on_renewal``, ``on-renewal``, ``On Renewal``: one word in any spelling (issue 13)."""
+        choices = {"action": ("change", "deactivate"), "effective": ("custom", "on_renewal")}[info.field_name]
+        return (words.choose(value, choices) or value) if isinstance(value, str) else value
 
     @field_validator("effective_date")
     @classmethod

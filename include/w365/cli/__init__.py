@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shlex
 import sys
 import traceback
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "w365.cli.changes",
     "w365.cli.billing",
     "w365.cli.ops",
+    "w365.cli.reference",
 )
 
 EXIT_REFUSED = 1
@@ -75,6 +77,21 @@ def text_arg(model: str, column: str) -> Callable[[str], str]:
 
 def count_arg(low: int, high: int) -> Callable[[str], int]:
     return arg(lambda value, what: limits.whole(value, what, low, high))
+
+
+def word_arg(choices: Any) -> Callable[[str], str]:
+    """An argparse ``type`` for a word among ``choices`` (give ``choices=`` too) in any spelling the
+    surfaces print: ``merge-failed``, ``merge_failed``, ``Merge Failed``, ``MERGE-FAILED`` (issue 13,
+    ``w365.words``). An unknown word is left as typed for argparse's "invalid choice" error."""
+    from w365 import words
+
+    names = list(choices)
+
+    def parse(text: str) -> str:
+        return words.choose(text, names) or text
+
+    parse.__name__ = "word"
+    return parse
 
 
 # argparse types for the arguments most verbs share (bounds in w365.limits).
@@ -160,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted; the transaction in progress was rolled back", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`w365 invoice list | head`): not an error. Point stdout at
+        # /dev/null so the interpreter's final flush does not complain either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - every error is one line (issue 12); --debug shows the rest
         line, code = describe(exc, args)
         if args.debug:

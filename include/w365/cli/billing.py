@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from w365 import limits
-from w365.cli import DATE, arg, count_arg, text_arg
+from w365.cli import DATE, arg, count_arg, text_arg, word_arg
 from w365.cli.output import add_json_flag, emit, print_json, print_table
 
 
@@ -58,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=invoice_preview)
     p = s.add_parser("export", help="export an invoice as CSV or HTML")
     p.add_argument("number", type=text_arg("Invoice", "number"))
-    p.add_argument("--format", choices=("csv", "html"), default="csv")
+    p.add_argument("--format", type=word_arg(("csv", "html")), choices=("csv", "html"), default="csv")
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     p.set_defaults(handler=invoice_export)
 

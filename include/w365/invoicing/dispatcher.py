@@ -50,7 +50,7 @@ from w365.errors import NotFound, W365Error
 from w365.invoicing.generator import BadContractData, ProposedLine
 from w365.invoicing.loader import ContractBundle, load_bundles, load_rates, load_units, pricer_for, terms_for
 from w365.invoicing.planner import Plan, PlannedInvoice, as_billed, plan_change_log, plan_full_cycle
-from w365.money import UnknownCurrency, round_half_up
+from w365.money import UnknownCurrency, plain, plain_price, round_half_up
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +491,7 @@ def draft_dict(contract_number: str, currency: str, inv: PlannedInvoice) -> dict
             {
                 "subscription_id": l.subscription_id, "kind": l.kind, "description": l.description,
                 "period_from": l.start.isoformat(), "period_to": (l.end - timedelta(days=1)).isoformat(),
-                "quantity": format(l.quantity, "f"), "unit_price": format(l.unit_price, "f"), "days": l.days,
+                "quantity": format(plain(l.quantity), "f"), "unit_price": format(plain_price(l.unit_price), "f"), "days": l.days,
                 "period_days": l.period_days, "amount": format(l.amount, "f"), "lcl_ids": list(l.lcl_ids), "slcl_ids": list(l.slcl_ids),
             }
             for l in inv.lines

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from w365 import csvsafe
 from w365.db.models import BillingContract, Customer, Invoice, InvoiceLine, Product, Subscription
 from w365.errors import NotFound
-from w365.money import as_currency
+from w365.money import as_currency, plain, plain_price
 from w365.subscriptions import get_tenant
 
 
@@ -79,10 +79,10 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
                 "product": subs.get(l.subscription_id, (None, None))[1], "description": l.description,
                 "period_from": l.period_from, "period_to": l.period_to,
                 "billing_period_from": l.billing_period_from, "billing_period_to": l.billing_period_to,
-                "quantity": l.quantity.normalize() if l.quantity == l.quantity.to_integral() else l.quantity,
-                "unit_price": l.unit_price, "days": l.days, "period_days": l.period_days,
+                # As people write them (120, 2.5; 12.00): never Decimal.normalize()'s 1.2E+2 (issue 13).
+                "quantity": plain(l.quantity), "unit_price": plain_price(l.unit_price), "days": l.days, "period_days": l.period_days,
                 "proration_factor": l.proration_factor, "amount": as_currency(l.amount, inv.currency), "sales_unit": l.sales_unit,
-                "source_currency": l.source_currency, "fx_rate": l.fx_rate,
+                "source_currency": l.source_currency, "fx_rate": None if l.fx_rate is None else plain(l.fx_rate),
                 "lcl_ids": sorted(x.id for x in l.lcls), "slcl_ids": sorted(x.id for x in l.slcls),
             }
             for l in inv.lines
@@ -108,7 +108,7 @@ def to_csv(doc: dict[str, Any]) -> str:
         w.writerow([
             doc["number"], l["line"], l["kind"], l["subscription_id"], l["subscription"], l["description"],
             l["period_from"], l["period_to"], format(l["quantity"], "f"), format(l["unit_price"], "f"), l["days"],
-            l["period_days"], format(l["proration_factor"], "f"), format(l["amount"], "f"), doc["currency"],
+            l["period_days"], format(plain(l["proration_factor"]), "f"), format(l["amount"], "f"), doc["currency"],
             " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), doc["customer"], l["product"],
         ])
     w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
@@ -128,14 +128,14 @@ _HTML = """<!doctype html>
 <p><strong>{{ d.tenant }}</strong> &rarr; <strong>{{ d.customer }}</strong><br>
 Contract {{ d.contract }} &middot; {{ d.kind|replace('_', ' ') }} invoice &middot; period {{ d.period_from }} to {{ d.period_to }}<br>
 Issued {{ d.issue_date }} &middot; due {{ d.due_date }} &middot; payment: {{ d.payment_status|replace('_', ' ') }}</p>
-<table><thead><tr><th>#</th><th>Description</th><th>Days billed</th><th class="n">Qty</th>
-<th class="n">Unit price / period</th><th class="n">Factor</th><th class="n">Amount ({{ d.currency }})</th></tr></thead><tbody>
+<table><thead><tr><th>#</th><th>Description</th><th>Period billed</th><th class="n">Qty</th>
+<th class="n">Unit price / period</th><th class="n">Prorated</th><th class="n">Amount ({{ d.currency }})</th></tr></thead><tbody>
 {% for l in d.lines %}<tr><td>{{ l.line }}</td><td>{{ l.description }}<div class="muted">{{ l.kind }}
 {%- if l.lcl_ids %} &middot; change logs {{ l.lcl_ids|join(', ') }}{% endif %}
 {%- if l.slcl_ids %} &middot; scheduled changes {{ l.slcl_ids|join(', ') }}{% endif %}
 {%- if l.source_currency %} &middot; converted from {{ l.source_currency }} at {{ l.fx_rate }}{% endif %}</div></td>
-<td>{{ l.period_from }} to {{ l.period_to }}<div class="muted">{{ l.days }} of {{ l.period_days }} days</div></td>
-<td class="n">{{ l.quantity }}</td><td class="n">{{ l.unit_price }}</td><td class="n">{{ l.proration_factor }}</td>
+<td>{{ l.period_from }} to {{ l.period_to }}</td>
+<td class="n">{{ l.quantity }}</td><td class="n">{{ l.unit_price }}</td><td class="n">{{ l.days }}/{{ l.period_days }} days</td>
 <td class="n">{{ l.amount }}</td></tr>
 {% endfor %}<tr class="total"><td></td><td colspan="5">Total</td><td class="n">{{ d.total }}</td></tr>
 </tbody></table>

@@ -22,15 +22,17 @@ from zoneinfo import ZoneInfo
 from airflow.api_fastapi.app import API_ROOT_PATH
 from airflow.api_fastapi.core_api.security import GetUserDep  # module level: FastAPI resolves annotations here
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
-from fastapi.exception_handlers import http_exception_handler
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from w365 import catalogue
+from w365 import catalogue, words
 from w365.db.models import OPEN_SLCL_STATUSES
 from w365.errors import NotFound, W365Error
+from w365.money import as_currency, plain, plain_price
 from w365.web import auth, queries, security
 from w365.web.airflow_api import AirflowAPI, caller_token
 from w365.web.svg import line_chart
@@ -40,12 +42,18 @@ HERE = Path(__file__).parent
 PAGES = [("jobs", "Scheduled Jobs"), ("slcls", "SLCL queue"), ("invoices", "Invoices"), ("metrics", "Contract metrics")]
 SLCL_FILTERS = {s.value: s for s in OPEN_SLCL_STATUSES}
 MAX_SLCL_ROWS = 500
+JOB_FILTERS = ("all", "active", "inactive")
 
 
 def _templates() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["money"] = lambda v, cur="": "" if v is None else f"{v:,}" + (f" {cur}" if cur else "")
+    # Numbers as people write them (issue 13): money with its currency's minor units (10,536.50
+    # USD, 1,200 JPY), quantities without trailing zeros or exponent (120, 2.5), prices with at
+    # least two places (12.00, 1.234567).
+    env.filters["money"] = lambda v, cur="": "" if v is None else f"{as_currency(v, cur) if cur else v:,}" + (f" {cur}" if cur else "")
+    env.filters["qty"] = lambda v: "" if v is None else plain(v)
+    env.filters["price"] = lambda v: "" if v is None else plain_price(v)
     env.filters["label"] = lambda v: "" if v is None else str(v).replace("_", " ")
     env.filters["localtime"] = _local
     return env
@@ -57,6 +65,40 @@ def _local(value: Any, tz: str) -> str:
         return ""
     when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def _wants_page(request: Request) -> bool:
+    """A person's browser reading a page (GET), unless the client asks for JSON only."""
+    accept = request.headers.get("accept", "")
+    return request.method in ("GET", "HEAD") and not ("application/json" in accept and "text/html" not in accept)
+
+
+def _status_title(code: int) -> str:
+    from http import HTTPStatus
+
+    titles = {400: "Bad address", 404: "Not found", 422: "Cannot show that", 409: "Refused"}
+    try:
+        return titles.get(code) or HTTPStatus(code).phrase
+    except ValueError:
+        return f"Error {code}"
+
+
+def _explain(error: dict[str, Any]) -> str:
+    """One request-validation error for people: ``limit must be a whole number, not 'abc'``."""
+    loc = [str(x) for x in error.get("loc", ()) if x not in ("query", "path", "body")]
+    what = ".".join(loc) or "the request"
+    kind, ctx, given = error.get("type", ""), error.get("ctx") or {}, error.get("input")
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        reason = "must be a whole number"
+    elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = {"greater_than_equal": "at least", "greater_than": "above", "less_than_equal": "at most", "less_than": "below"}[kind]
+        reason = f"must be {bound} {next(iter(ctx.values()), '?')}"
+    elif kind == "missing":
+        return f"{what} is required"
+    else:
+        message = str(error.get("msg", "is not valid"))
+        reason = message[:1].lower() + message[1:]
+    return f"{what} {reason}" + (f", not {given!r}" if isinstance(given, (str, int, float)) else "")
 
 
 def _export_csp(html: str) -> str:
@@ -92,6 +134,22 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
         )
         return HTMLResponse(html)
 
+    # Errors (issue 13): the pages answer people with a page (the site's layout, the message, a
+    # link back, the status code); the actions (POST, the toggle's and the SLCL buttons' JSON) and
+    # clients that ask for JSON only keep JSON. The portal is another app and always answers JSON.
+
+    def error_page(request: Request, code: int, message: str) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")
+        path = request.url.path
+        section = (path[len(base):] if path.startswith(base) else path).strip("/").split("/")[0]
+        page = section if section in dict(PAGES) else "jobs"
+        html = env.get_template("error.html").render(
+            base=base, airflow=API_ROOT_PATH.rstrip("/"), pages=PAGES, page=page, user={"name": "", "role": None},
+            tz=catalogue.timezone_name(), code=code, title=_status_title(code), message=message,
+            back_href=f"{base}/{'' if page == 'jobs' else page}", back_label=f"Back to {dict(PAGES)[page]}",
+        )
+        return HTMLResponse(html, status_code=code)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         # A browser that is not signed in goes to Airflow's login and comes back; scripts get 401.
@@ -99,21 +157,43 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
             target = auth.login_redirect(request)
             if target:
                 return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
+        if exc.status_code != 401 and _wants_page(request):
+            detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+            if exc.status_code == 404 and detail == "Not Found":  # no route: Starlette's own words
+                detail = f"There is no w365 page at {request.url.path}."
+            elif exc.status_code == 405 and detail == "Method Not Allowed":
+                detail = f"{request.url.path} is an action of a page's button, not a page."
+            return error_page(request, exc.status_code, detail)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if not _wants_page(request):
+            return await request_validation_exception_handler(request, exc)
+        errors = exc.errors()
+        code = 400 if any(e.get("loc", ("",))[0] == "path" for e in errors) else 422
+        return error_page(request, code, "; ".join(_explain(e) for e in errors) or "the request cannot be read")
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:
+        if _wants_page(request):
+            return error_page(request, 404, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
     @app.exception_handler(W365Error)
     async def _refused(request: Request, exc: W365Error) -> Response:
+        if _wants_page(request):
+            return error_page(request, 409, str(exc))
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     # ---------------------------------------------------------------------------- Scheduled Jobs
 
     @app.get("/", response_class=HTMLResponse, name="jobs")
-    async def jobs_page(request: Request, user: GetUserDep,
-                        show: Annotated[str, Query(pattern="^(all|active|inactive)$")] = "all") -> HTMLResponse:
+    async def jobs_page(request: Request, user: GetUserDep, show: str = "all") -> HTMLResponse:
+        shown_filter = words.choose(show, JOB_FILTERS)  # All, active, INACTIVE: any spelling (issue 13)
+        if shown_filter is None:
+            raise HTTPException(422, f"show must be one of {', '.join(JOB_FILTERS)}, not {show!r}")
+        show = shown_filter
         tz = catalogue.timezone_name()
         token = caller_token(request) or ""
         result, dags = await request.app.state.airflow_api.dags(token, [j.dag_id for j in catalogue.JOBS])
@@ -165,8 +245,11 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
     def slcls_page(request: Request, user: GetUserDep, status_: Annotated[Optional[str], Query(alias="status")] = None) -> HTMLResponse:
         from w365.slcl import list_slcls
 
-        if status_ and status_ not in SLCL_FILTERS:
-            raise HTTPException(422, f"status must be one of {', '.join(SLCL_FILTERS)}")
+        if status_:  # merge_failed, merge-failed, Merge Failed, MERGE-FAILED: one word (issue 13)
+            asked, status_ = status_, words.choose(status_, SLCL_FILTERS)
+            if status_ is None:
+                raise HTTPException(422, f"status must be one of {', '.join(map(words.label, SLCL_FILTERS))} "
+                                         f"(any spelling, e.g. merge_failed or merge-failed), not {asked!r}")
         with read_scope(store()) as s:
             rows = list_slcls(s, list(OPEN_SLCL_STATUSES))
         counts = {k: sum(r["status"] == k for r in rows) for k in SLCL_FILTERS}

@@ -9,7 +9,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, Iterable
 
-from sqlalchemy import func, select, type_coerce
+from sqlalchemy import Numeric, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from w365.db.models import (
@@ -49,10 +49,14 @@ def grouped_sums(session: Session, keys: list[Any], amounts: list[Any], *where: 
 def contract_metrics(session: Session, *, limit: int = 200, customer: str | None = None) -> dict[str, Any]:
     """MRR/ACV per contract (highest MRR first) and totals of the active ones per currency."""
     c = BillingContract
+    # Numerically on both backends (issue 13): SQLite keeps money as exact decimal text, which
+    # sorts as text ("908.00" above "10536.50"); CAST(... AS NUMERIC) sorts it as a number there.
+    # PostgreSQL's column is NUMERIC already. Only the order uses the cast, never the values shown.
+    mrr_order = c.mrr if is_postgres(session) else cast(c.mrr, Numeric)
     q = (
         select(c.number, Customer.name, c.currency, c.status, c.frequency, c.mrr, c.acv, c.metrics_as_of)
         .join(Customer, Customer.id == c.customer_id)
-        .order_by(c.mrr.desc().nulls_last(), c.number)
+        .order_by(mrr_order.desc().nulls_last(), c.number)
         .limit(limit)
     )
     if customer:
