@@ -285,7 +285,7 @@ def test_migration_0003_adds_token_expiry_to_a_store_with_tokens_and_downgrades(
             columns = set(before[0])
         assert "portal_token_expires_at" not in columns
         upgraded_at = datetime.now(timezone.utc)
-        db.upgrade(url)
+        db.upgrade(url, "0003")  # what `w365 db upgrade` ran when 0003 was the head
         assert db.current_revision(url) == "0003"
         with Store(store.backend, url, engine).session() as s:
             rows = s.query(Customer).order_by(Customer.id).all()

@@ -284,6 +284,8 @@ def _text(column: Any) -> Any:
 
 
 FIELDS = ("quantity", "price", "unit", "status")  # what decides a day's bill (cost price does not)
+# The status a scheduled change's action sets (a scheduled suspension, issue 13: "suspend").
+_STATUS_OF_ACTION = {"activate": "active", "deactivate": "deactivated", "suspend": "suspended"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,10 +499,10 @@ class _Chunk:
             if s.subscription_id not in firsts:
                 continue  # no ledger at all: the day check reports the days
             action = s.action
-            # SPEC C12: the fields with a new value take it; activate/deactivate set the status.
+            # SPEC C12: the fields with a new value take it; activate/deactivate/suspend set the status.
             sets = {k: v for k, v in (("quantity", s.quantity), ("price", s.selling_price), ("unit", s.sales_unit)) if v is not None}
-            if action in ("activate", "deactivate"):
-                sets["status"] = "active" if action == "activate" else "deactivated"
+            if action in _STATUS_OF_ACTION:
+                sets["status"] = _STATUS_OF_ACTION[action]
             # Its direction was decided when it was scheduled (against the subscription then).
             day = _scheduled_bill_from(s.effective_date, s.direction, s.change_effective)
             if day != s.bill_from:

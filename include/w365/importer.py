@@ -28,6 +28,7 @@ from w365.db.models import (
     ChangeBilling,
     ChangeSource,
     Customer,
+    ExchangeRate,
     Product,
     ProductKind,
     ProductPrice,
@@ -48,6 +49,7 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "customers.csv": (("name",), ("email", "salesperson", "provider_tenant_id")),
     "products.csv": (("sku", "name", "kind"), ("provider", "offer_id", "qrb", "qrw_days")),
     "prices.csv": (("sku", "sales_unit", "currency", "cost_price", "selling_price", "effective_from"), ("price_list",)),
+    "exchange_rates.csv": (("from_currency", "to_currency", "rate", "effective_from"), ()),
     "contracts.csv": (
         ("number", "customer", "frequency", "currency", "start_date"),
         ("end_date", "term_months", "next_invoice_date", "auto_renew", "refunds_allowed", "change_billing", "price_list", "salesperson"),
@@ -417,8 +419,9 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
             raise _Bad(str(exc)) from None
         start = _date(_req(rec, "start_date"), "start_date")
         contract = contracts[number]
-        if start is not None and start < contract.start_date:
-            raise _Bad(f"start_date {start} is before contract {number} starts ({contract.start_date})")
+        problem = start_problem(contract, start, "start_date") if start is not None else None
+        if problem:
+            raise _Bad(problem)
         qrw = _opt(rec, "qrw_days")
         create_subscription(
             session, contract=contract, product=products[sku], provider=providers[prov], name=_req(rec, "name"),
@@ -431,13 +434,163 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
             markup_pct=_bounded(limits.markup_pct, _opt(rec, "markup_pct"), "markup_pct"), source=ChangeSource.IMPORT, created_by="import",
         )
 
+    def rate_row(rec: dict[str, str]) -> None:
+        # The rules of `w365 rate add` (w365.reference), each problem named by its column.
+        from w365.reference import rate_conflict
+
+        def code(col: str) -> str:
+            try:
+                return check_currency(_req(rec, col).upper())
+            except MoneyError as exc:
+                raise _Bad(f"{col}: {exc}") from None
+
+        source, target = code("from_currency"), code("to_currency")
+        if source == target:
+            raise _Bad(f"to_currency {target!r} is from_currency too; a rate needs two different currencies")
+        rate = _bounded(limits.exchange_rate, _req(rec, "rate"), "rate")
+        day = _date(_req(rec, "effective_from"), "effective_from")
+        assert day is not None
+        same = session.scalar(select(ExchangeRate.rate).where(
+            ExchangeRate.from_currency == source, ExchangeRate.to_currency == target, ExchangeRate.effective_from == day))
+        if same is not None:
+            raise _Bad(f"effective_from {day}: a {source}->{target} rate effective that day exists already ({Decimal(same).normalize():f}); "
+                       "rates are never edited")
+        conflict = rate_conflict(session, source, target, rate, day)
+        if conflict is not None:
+            raise _Bad(f"effective_from {day}: {conflict.reason(source, target, rate, day)}")
+        session.add(ExchangeRate(from_currency=source, to_currency=target, rate=rate, effective_from=day))
+        session.flush()
+
+    def latest_first(row: tuple[int, dict[str, str]]) -> tuple[int, int]:
+        """Rates of a pair are checked from the latest effective date back, so a later rate of the
+        same file already bounds the periods an earlier one governs (w365.reference)."""
+        try:
+            return (-date.fromisoformat((row[1].get("effective_from") or "").strip()).toordinal(), row[0])
+        except ValueError:
+            return (0, row[0])
+
     each("providers.csv", provider_row)
     each("customers.csv", customer_row)
     each("products.csv", product_row)
     each("prices.csv", price_row)
+    if "exchange_rates.csv" in data:
+        data["exchange_rates.csv"] = sorted(data["exchange_rates.csv"], key=latest_first)
+    first = len(ctx.errors)
+    each("exchange_rates.csv", rate_row)
+    ctx.errors[first:] = sorted(ctx.errors[first:], key=lambda e: e.row)  # listed in the file's order
     each("contracts.csv", contract_row)
     each("subscriptions.csv", subscription_row)
     if ctx.errors:
         raise ImportFailed(ctx.errors)
     log.info("import of %s: %s", folder, counts)
     return counts
+
+
+# --------------------------------------------------------------------------------------------
+# One subscription typed by hand: `w365 subscription add` (issue 13), with the checks of a
+# subscriptions.csv row and w365.subscriptions.create_subscription (bounds, currency, unit,
+# the activation LCL).
+
+
+def start_problem(contract: BillingContract, start: date, what: str = "start_date") -> str | None:
+    """Why a new subscription cannot start on ``start`` under ``contract``, or None: the
+    contract must be active, and the day inside it (not before its start; not after its end
+    when it does not auto-renew, since nothing would ever be billed)."""
+    status = getattr(contract.status, "value", contract.status)
+    if status != "active":
+        return f"contract {contract.number} is {status}: a subscription can only be added to an active contract"
+    if start < contract.start_date:
+        return f"{what} {start} is before contract {contract.number} starts ({contract.start_date})"
+    if contract.end_date is not None and start > contract.end_date and not contract.auto_renew:
+        return f"{what} {start} is after contract {contract.number} ends ({contract.end_date}) and it does not auto-renew"
+    return None
+
+
+def add_subscription(
+    session: Session,
+    *,
+    contract: str,
+    product: str,
+    quantity: int,
+    start_date: date,
+    now: datetime,
+    provider: str | None = None,
+    name: str | None = None,
+    selling_price: Decimal | None = None,
+    cost_price: Decimal | None = None,
+    sales_unit: str | None = None,
+    currency: str | None = None,
+    qrb: QRB | None = None,
+    qrw_days: int | None = None,
+    provider_subscription_id: str | None = None,
+    created_by: str | None = None,
+) -> Subscription:
+    """Add one active subscription on a contract, in the caller's transaction.
+
+    ``contract`` is its number, ``product`` a SKU, ``provider`` a provider's name (or id; default
+    the product's provider). Defaults: the contract's currency; sales unit MONTHLY (ONE_TIME for
+    a one-time product); prices from the price list (the contract's, for that unit and currency,
+    effective on ``start_date``); name "product - customer". A name that finds nothing raises
+    NotFound; a rule (dates, bounds, currency) ValidationError. Nothing is written on an error
+    (the caller's transaction rolls back)."""
+    from w365.errors import NotFound, ValidationError
+
+    c = session.scalar(select(BillingContract).where(BillingContract.number == contract))
+    if c is None:
+        raise NotFound(f"argument --contract: no billing contract {limits.show(contract)}")
+    prod = session.scalar(select(Product).where(Product.sku == product))
+    if prod is None:
+        raise NotFound(f"argument --product: no product with SKU {limits.show(product)}")
+    if provider is None:
+        prov = session.get(Provider, prod.provider_id) if prod.provider_id is not None else None
+        if prov is None:
+            raise ValidationError(f"product {prod.sku}", "has no provider: give --provider")
+    else:
+        prov = session.scalar(select(Provider).where(Provider.name == provider))
+        if prov is None and provider.strip().isdigit():
+            prov = session.get(Provider, int(provider))
+        if prov is None:
+            raise NotFound(f"argument --provider: no provider {limits.show(provider)} (a name or an id)")
+    kind = getattr(prod.kind, "value", prod.kind)
+    unit = (sales_unit or ("ONE_TIME" if kind == ProductKind.ONE_TIME.value else "MONTHLY")).upper()
+    if session.get(UnitMapping, unit) is None:
+        raise NotFound(f"argument --sales-unit: unknown sales unit {limits.show(unit)} (`w365 unit list`)")
+    cur = (currency or c.currency).upper()
+    label = f"subscription on contract {c.number}"
+    try:
+        check_currency(cur)
+    except MoneyError as exc:
+        raise ValidationError(label, str(exc)) from None
+    problem = start_problem(c, start_date, "start date")
+    if problem:
+        raise ValidationError(label, problem)
+    if cur != c.currency:
+        # SPEC S1: converted at the rate effective on the first day of the period it starts in;
+        # without one the contract would be skipped at invoicing, every run.
+        months = session.scalar(select(UnitMapping.months).where(UnitMapping.code == c.frequency))
+        first = BillingIntervalDetail(c.start_date, months).period_containing(start_date).start if months else start_date
+        if session.scalar(select(ExchangeRate.id).where(ExchangeRate.from_currency == cur, ExchangeRate.to_currency == c.currency,
+                                                        ExchangeRate.effective_from <= first).limit(1)) is None:
+            raise ValidationError(label, f"no {cur}->{c.currency} exchange rate is effective on {first} (the first day of the "
+                                  f"period {start_date} is in), so the contract could not be invoiced; add one first "
+                                  f"(w365 rate add {cur} {c.currency} RATE --from DATE)", "SPEC S1")
+    if selling_price is None or cost_price is None:
+        pp = session.scalar(
+            select(ProductPrice).where(
+                ProductPrice.product_id == prod.id, ProductPrice.price_list == c.price_list, ProductPrice.sales_unit == unit,
+                ProductPrice.currency == cur, ProductPrice.effective_from <= start_date,
+            ).order_by(ProductPrice.effective_from.desc()).limit(1)
+        )
+        if pp is None:
+            raise ValidationError(label, f"price list {c.price_list!r} has no {unit} {cur} price for {prod.sku} effective "
+                                  f"{start_date}: give --selling-price and --cost-price")
+        selling_price = pp.selling_price if selling_price is None else selling_price
+        cost_price = pp.cost_price if cost_price is None else cost_price
+    if name is None:
+        customer = session.get(Customer, c.customer_id)
+        name = f"{prod.name} - {customer.name if customer else c.number}"[: limits.column_length(Subscription.name)]
+    return create_subscription(
+        session, contract=c, product=prod, provider=prov, name=name, quantity=quantity, selling_price=selling_price,
+        cost_price=cost_price, sales_unit=unit, currency=cur, start_date=start_date, now=now, qrb=qrb, qrw_days=qrw_days,
+        provider_subscription_id=provider_subscription_id, source=ChangeSource.USER, created_by=created_by,
+    )

@@ -23,7 +23,9 @@ is written. The bounds are far beyond what a CSP reaches and well inside the sto
   ahead (``advance_days``) 0 to 366 days;
 * a date is 2000-01-01 to 2099-12-31;
 * text is at most as long as its column in ``w365.db.models`` (:func:`column_length`);
-* a record id is 1 to 2,147,483,647 (PostgreSQL ``integer``).
+* a record id is 1 to 2,147,483,647 (PostgreSQL ``integer``);
+* a custom billing/sales unit is 1 to 120 months long; an exchange rate is above 0, at most
+  1,000,000, with at most 8 decimals (NUMERIC(18, 8)); a demo history 0 to 3,660 days.
 
 Every check raises :class:`BadValue` (a :class:`~w365.errors.W365Error` and a ``ValueError``),
 whose message names the field, shows the value and says the bound: ``quantity 3000000000 is
@@ -55,6 +57,11 @@ MAX_QRW_DAYS = 366
 MAX_TERM_MONTHS = 120
 MAX_ADVANCE_DAYS = 366
 MAX_ID = 2_147_483_647
+MAX_UNIT_MONTHS = 120  # a custom billing/sales unit (issue 13): as long as the longest contract term
+MAX_RATE = Decimal("1000000")  # an exchange rate (issue 13): 1 of one currency in another
+RATE_PLACES = 8  # NUMERIC(18, 8)
+MAX_HISTORY_DAYS = 3660  # `w365 demo load --history-days` (issue 13): ten years of operation
+_UNIT_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
 # Usage line items: column -> (digits before the point, decimals), the store's columns.
 USAGE_NUMBERS: dict[str, tuple[int, int]] = {"quantity": (12, 6), "unit_price": (12, 6), "pre_tax_total": (14, 4)}
 
@@ -62,6 +69,9 @@ USAGE_NUMBERS: dict[str, tuple[int, int]] = {"quantity": (12, 6), "unit_price": 
 HELP_QUANTITY = f"whole number of licences, 0 to {MAX_QUANTITY:,}"
 HELP_PRICE = f"per sales unit, 0 to {MAX_PRICE:,}, at most {PRICE_PLACES} decimals; quantity x price at most {MAX_VALUE:,}"
 HELP_DATE = f"YYYY-MM-DD, {MIN_DATE} to {MAX_DATE}"
+HELP_UNIT_MONTHS = f"whole number of months, 1 to {MAX_UNIT_MONTHS}"
+HELP_RATE = f"above 0, at most {MAX_RATE:,}, at most {RATE_PLACES} decimals"
+HELP_UNIT_CODE = "letters A-Z, digits and _, starting with a letter (upper-cased), as long as its column"
 
 _WHOLE = re.compile(r"[+-]?[0-9]+")  # ASCII digits only: "٣" is not 3 to PostgreSQL
 _WIDE = Context(prec=100)  # exact for every product and quantization of bounded values
@@ -313,6 +323,32 @@ def advance_days(value: Any, what: str = "advance_days") -> int:
 
 def record_id(value: Any, what: str = "id") -> int:
     return whole(value, what, 1, MAX_ID)
+
+
+def unit_months(value: Any, what: str = "months") -> int:
+    """The length of a recurring billing/sales unit (the unit mapping, SPEC B1, B5)."""
+    return whole(value, what, 1, MAX_UNIT_MONTHS, " months")
+
+
+def unit_code(value: Any, what: str, max_length: int) -> str:
+    """A unit mapping code (``SEMIANNUAL``), upper-cased: what contracts' ``frequency`` and
+    subscriptions' ``sales_unit`` name."""
+    code = text(value.strip() if isinstance(value, str) else str(value), what, max_length).upper()
+    if not _UNIT_CODE.fullmatch(code):
+        raise BadValue(what, f"{show(value)} is not a unit code ({HELP_UNIT_CODE})")
+    return code
+
+
+def exchange_rate(value: Any, what: str = "rate") -> Decimal:
+    """An exchange rate (SPEC S1): above 0, at most MAX_RATE, at most RATE_PLACES decimals."""
+    number = decimal(value, what, RATE_PLACES, MAX_RATE)
+    if number == 0:
+        raise BadValue(what, f"{_plain(value)} is not above 0; an exchange rate is a positive number")
+    return number
+
+
+def history_days(value: Any, what: str = "history_days") -> int:
+    return whole(value, what, 0, MAX_HISTORY_DAYS, " days")
 
 
 def subscription_value(licences: int, selling_price: Decimal, cost_price: Decimal | None = None, what: str = "quantity x price") -> None:

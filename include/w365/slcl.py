@@ -75,6 +75,8 @@ def target_state(slcl: ScheduledLicenseChangeLog, current: State) -> State:
         status = "active"
     elif slcl.action == SLCLAction.DEACTIVATE:
         status = "deactivated"
+    elif slcl.action == SLCLAction.SUSPEND:
+        status = "suspended"
     return State(
         current.quantity if slcl.quantity is None else slcl.quantity,
         current.selling_price if slcl.selling_price is None else slcl.selling_price,
@@ -85,7 +87,7 @@ def target_state(slcl: ScheduledLicenseChangeLog, current: State) -> State:
 
 
 def _request_of(slcl: ScheduledLicenseChangeLog) -> ChangeRequest:
-    action = {SLCLAction.ACTIVATE: "activate", SLCLAction.DEACTIVATE: "deactivate"}.get(slcl.action, "change")
+    action = {SLCLAction.ACTIVATE: "activate", SLCLAction.DEACTIVATE: "deactivate", SLCLAction.SUSPEND: "suspend"}.get(slcl.action, "change")
     return ChangeRequest(action=action, apply_refund=slcl.apply_refund, currency=slcl.currency, price_list=slcl.price_list)
 
 
@@ -100,6 +102,8 @@ def check_merge(session: Session, slcl: ScheduledLicenseChangeLog, sub: Subscrip
         raise ValidationError(label(sub), "is already active", "SPEC C10")
     if slcl.action == SLCLAction.DEACTIVATE and current.status == "deactivated":
         raise ValidationError(label(sub), "is already deactivated", "SPEC C10")
+    if slcl.action == SLCLAction.SUSPEND and current.status != "active":
+        raise ValidationError(label(sub), f"is {current.status}: only an active subscription can be suspended", "SPEC C10")
     if slcl.sales_unit is not None:
         unit_months(session, slcl.sales_unit)
     after = target_state(slcl, current)

@@ -52,6 +52,9 @@ from w365.tenant_time import Direction
 log = logging.getLogger(__name__)
 
 ACTIONS = ("change", "activate", "deactivate", "suspend", "reactivate")
+# A request's action as a scheduled change stores it (a reactivation is an activation).
+SLCL_ACTIONS = {"activate": SLCLAction.ACTIVATE, "reactivate": SLCLAction.ACTIVATE, "deactivate": SLCLAction.DEACTIVATE,
+                "suspend": SLCLAction.SUSPEND}
 
 
 @dataclass
@@ -591,8 +594,8 @@ def change_subscription(
         log.info("%s: %s change written as LCL #%s (bill from %s)", label(sub), lcl.change_type.value, lcl.id, lcl.bill_from)
         return ChangeResult(sub, lcl=lcl)
 
-    if req.action == "suspend":
-        raise ValidationError(label(sub), "a suspension cannot be scheduled; suspend it immediately")
+    # A suspension on a later date is an SLCL like any other change (issue 13): merged by the
+    # Scheduled Update at 23:30 on D (negative, SPEC S6), billed through D and not after.
     existing = open_slcl(session, sub.id)
     if existing is not None:
         raise ValidationError(
@@ -606,9 +609,7 @@ def change_subscription(
     slcl = ScheduledLicenseChangeLog(
         subscription_id=sub.id,
         status=SLCLStatus.PENDING,
-        action={"activate": SLCLAction.ACTIVATE, "reactivate": SLCLAction.ACTIVATE, "deactivate": SLCLAction.DEACTIVATE}.get(
-            req.action, SLCLAction.CHANGE
-        ),
+        action=SLCL_ACTIONS.get(req.action, SLCLAction.CHANGE),
         change_effective=req.effective,
         quantity=after.quantity if after.quantity != before.quantity else None,
         selling_price=after.selling_price if after.selling_price != before.selling_price else None,
@@ -631,6 +632,44 @@ def change_subscription(
     session.flush()
     log.info("%s: scheduled change #%s for %s", label(sub), slcl.id, scheduled.isoformat())
     return ChangeResult(sub, slcl=slcl)
+
+
+def list_subscriptions(
+    session: Session,
+    *,
+    contract: str | None = None,
+    customer_id: int | None = None,
+    statuses: list[SubscriptionStatus] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Subscriptions with their contract, customer and product, filtered (``w365 subscription
+    list``, issue 13); each names its open scheduled change, if any."""
+    from w365.db.models import Customer
+
+    s, c, p, cu, sl = Subscription, BillingContract, Product, Customer, ScheduledLicenseChangeLog
+    q = (
+        select(s, c.number, cu.name, p.sku)
+        .join(c, c.id == s.contract_id).join(cu, cu.id == s.customer_id).join(p, p.id == s.product_id)
+        .order_by(s.id)
+    )
+    if contract is not None:
+        q = q.where(c.number == contract)
+    if customer_id is not None:
+        q = q.where(s.customer_id == customer_id)
+    if statuses:
+        q = q.where(s.status.in_(statuses))
+    if limit is not None:
+        q = q.limit(limit)
+    rows = session.execute(q).all()
+    open_ = dict(session.execute(
+        select(sl.subscription_id, sl.id).where(sl.status.in_(OPEN_SLCL_STATUSES), sl.subscription_id.in_([r[0].id for r in rows]))
+    ).tuples().all()) if rows else {}
+    return [{
+        "id": sub.id, "name": sub.name, "contract": number, "customer_id": sub.customer_id, "customer": customer, "product": sku,
+        "status": sub.status.value, "quantity": sub.quantity, "selling_price": sub.selling_price, "cost_price": sub.cost_price,
+        "sales_unit": sub.sales_unit, "currency": sub.currency, "start_date": sub.start_date, "provider_id": sub.provider_id,
+        "scheduled_change": open_.get(sub.id),
+    } for sub, number, customer, sku in rows]
 
 
 def delete_subscription(session: Session, subscription_id: int, *, now: datetime) -> ChangeResult:

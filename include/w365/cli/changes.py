@@ -7,7 +7,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 from w365 import limits
-from w365.cli import DATE, ID, PRICE, QUANTITY, count_arg, text_arg
+from w365.cli import DATE, ID, PRICE, QUANTITY, count_arg, text_arg, word_arg
 from w365.cli.output import add_json_flag, emit, print_json
 
 PORTAL_DEFAULT_DAYS = 90  # = w365.portal.DEFAULT_TOKEN_DAYS (not imported here: the CLI stays light)
@@ -16,8 +16,9 @@ STATUS_ARGS = {"pending": "pending", "awaiting-merge": "awaiting_merge", "merge-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sb = sub.add_parser("subscription", help="subscriptions: show, change, delete")
+    sb = sub.add_parser("subscription", help="subscriptions: add, list, show, change, delete")
     s = sb.add_subparsers(dest="sub_verb", metavar="ACTION", required=True)
+    _register_add_list(s)
     p = s.add_parser("show", help="a subscription and its license change logs")
     p.add_argument("id", type=ID)
     add_json_flag(p)
@@ -34,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     act = p.add_mutually_exclusive_group()
     for a in ("activate", "deactivate", "suspend", "reactivate"):
         act.add_argument(f"--{a}", dest="action", action="store_const", const=a)
-    p.add_argument("--effective", choices=("immediately", "custom", "on-renewal"), default="immediately")
+    effective = ("immediately", "custom", "on-renewal")
+    p.add_argument("--effective", type=word_arg(effective), choices=effective, default="immediately",
+                   help="also on_renewal, On Renewal: any spelling (issue 13)")
     p.add_argument("--date", type=DATE, help=f"effective date for --effective custom (tenant date; {limits.HELP_DATE})")
     p.add_argument("--provision-on", type=DATE, help=f"when to provision it (SPEC C5; {limits.HELP_DATE})")
     p.add_argument("--refund", action="store_true", help="Apply Refund on a cancellation (SPEC C4)")
@@ -61,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sl = sub.add_parser("slcl", help="scheduled license change logs: list, retry, cancel")
     s = sl.add_subparsers(dest="slcl_verb", metavar="ACTION", required=True)
     p = s.add_parser("list", help="scheduled changes by status, with Scheduled For in tenant time")
-    p.add_argument("--status", action="append", choices=list(STATUS_ARGS), help="default: pending, awaiting-merge, merge-failed")
+    p.add_argument("--status", action="append", type=word_arg(STATUS_ARGS), choices=list(STATUS_ARGS),
+                   help="default: pending, awaiting-merge, merge-failed; any spelling: merge_failed, 'Merge Failed' (issue 13)")
     add_json_flag(p)
     p.set_defaults(handler=slcl_list)
     p = s.add_parser("retry", help="retry a Merge Failed change (merged now if due)")
@@ -78,10 +82,84 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+SUB_STATUSES = ("active", "suspended", "deactivated", "pending")
+
+
+def _register_add_list(s: argparse._SubParsersAction) -> None:
+    """subscription add / list (issue 13)."""
+    p = s.add_parser(
+        "add", help="add a subscription on a contract (its activation LCL bills it from --start)",
+        epilog="The checks of a subscriptions.csv row in `w365 import` (docs/import-format.md): the contract must be active "
+        "and --start inside it (not before its start; not after its end unless it auto-renews); the product, provider "
+        "and sales unit must exist; quantity and prices within bounds. Defaults: --provider the product's, --currency "
+        "the contract's, --sales-unit MONTHLY (ONE_TIME for a one-time product), prices from the contract's price "
+        "list on --start, --name \"product - customer\". A start today or earlier is billed by the next change-log "
+        "(or full-cycle) run for days already invoiced. Bounds (issue 12): quantity "
+        f"{limits.HELP_QUANTITY}; prices {limits.HELP_PRICE}; dates {limits.HELP_DATE}. Any error: one line, nothing "
+        "written (exit 2: a name that finds nothing or a value out of bounds; 1: a rule).")
+    p.add_argument("--contract", required=True, type=text_arg("BillingContract", "number"), help="contract number, e.g. BC-000001")
+    p.add_argument("--product", required=True, type=text_arg("Product", "sku"), help="product SKU")
+    p.add_argument("--quantity", required=True, type=QUANTITY, help=limits.HELP_QUANTITY)
+    p.add_argument("--start", required=True, type=DATE, help=f"first day billed, tenant date ({limits.HELP_DATE})")
+    p.add_argument("--provider", type=text_arg("Provider", "name"), help="provider name or id (default: the product's)")
+    p.add_argument("--selling-price", type=PRICE, help=limits.HELP_PRICE)
+    p.add_argument("--cost-price", type=PRICE, help=limits.HELP_PRICE)
+    p.add_argument("--sales-unit", type=text_arg("UnitMapping", "code"), help="a unit code (`w365 unit list`)")
+    p.add_argument("--currency", type=text_arg("Subscription", "currency"), help="ISO 4217 (default: the contract's)")
+    p.add_argument("--name", type=text_arg("Subscription", "name"))
+    p.add_argument("--provider-subscription-id", type=text_arg("Subscription", "provider_subscription_id"))
+    p.add_argument("--by", type=text_arg("LicenseChangeLog", "created_by"), help="who asks (recorded on the activation)")
+    add_json_flag(p)
+    p.set_defaults(handler=sub_add)
+    p = s.add_parser("list", help="subscriptions, by contract, customer or status")
+    p.add_argument("--contract", type=text_arg("BillingContract", "number"), help="only this contract number")
+    p.add_argument("--customer", type=ID, help="only this customer id")
+    p.add_argument("--status", action="append", type=word_arg(SUB_STATUSES), choices=SUB_STATUSES, help="repeatable; default: all")
+    p.add_argument("--limit", type=count_arg(1, 1_000_000), default=None)
+    add_json_flag(p)
+    p.set_defaults(handler=sub_list)
+
+
+def sub_add(args: argparse.Namespace) -> int:
+    from w365.db.session import session_scope
+    from w365.importer import add_subscription
+
+    with session_scope() as s:
+        sub = add_subscription(
+            s, contract=args.contract, product=args.product, quantity=args.quantity, start_date=args.start, now=_now(),
+            provider=args.provider, name=args.name, selling_price=args.selling_price, cost_price=args.cost_price,
+            sales_unit=args.sales_unit, currency=args.currency, provider_subscription_id=args.provider_subscription_id,
+            created_by=args.by,
+        )
+        out = {"id": sub.id, "name": sub.name, "contract_id": sub.contract_id, "quantity": sub.quantity,
+               "selling_price": sub.selling_price, "cost_price": sub.cost_price, "sales_unit": sub.sales_unit,
+               "currency": sub.currency, "start_date": sub.start_date, "lcl_id": sub.change_logs[-1].id}
+    if args.json:
+        print_json(out)
+    else:
+        print(f"subscription #{out['id']} ({out['name']}): {out['quantity']} x {out['selling_price']} {out['currency']} "
+              f"per {out['sales_unit']}, billed from {out['start_date']} (activation LCL #{out['lcl_id']})")
+    return 0
+
+
+def sub_list(args: argparse.Namespace) -> int:
+    from w365.db.models import SubscriptionStatus
+    from w365.db.session import read_scope
+    from w365.subscriptions import list_subscriptions
+
+    with read_scope() as s:
+        rows = list_subscriptions(s, contract=args.contract, customer_id=args.customer, limit=args.limit,
+                                  statuses=[SubscriptionStatus(x) for x in args.status or []])
+    emit(rows, args.json, ["id", "name", "contract", "customer", "product", "status", "quantity", "selling_price", "sales_unit", "currency",
+                           "start_date", "scheduled_change"])
+    return 0
+
+
 def sub_show(args: argparse.Namespace) -> int:
     from w365.db.models import Subscription
     from w365.db.session import session_scope
     from w365.errors import NotFound
+    from w365.money import plain_price as price  # 12.00, not 12.000000 (issue 13)
 
     with session_scope() as s:
         sub = s.get(Subscription, args.id)
@@ -89,11 +167,12 @@ def sub_show(args: argparse.Namespace) -> int:
             raise NotFound(f"subscription #{args.id} does not exist")
         data = {
             "id": sub.id, "name": sub.name, "contract_id": sub.contract_id, "status": sub.status.value, "quantity": sub.quantity,
-            "selling_price": sub.selling_price, "cost_price": sub.cost_price, "sales_unit": sub.sales_unit, "currency": sub.currency,
+            "selling_price": price(sub.selling_price), "cost_price": None if sub.cost_price is None else price(sub.cost_price),
+            "sales_unit": sub.sales_unit, "currency": sub.currency,
             "qrb": sub.qrb.value, "qrw_days": sub.qrw_days,
             "change_logs": [
                 {"id": l.id, "kind": l.kind.value, "change": l.change_type.value, "quantity": f"{l.quantity_before}->{l.quantity_after}",
-                 "selling_price": f"{l.selling_price_before}->{l.selling_price_after}", "effective_at": l.effective_at,
+                 "selling_price": f"{price(l.selling_price_before)}->{price(l.selling_price_after)}", "effective_at": l.effective_at,
                  "bill_from": l.bill_from, "source": l.source.value, "provisioning": l.provisioning_status.value}
                 for l in sub.change_logs
             ],
@@ -148,8 +227,10 @@ def slcl_list(args: argparse.Namespace) -> int:
     from w365.slcl import list_slcls
 
     statuses = [SLCLStatus(STATUS_ARGS[x]) for x in (args.status or ["pending", "awaiting-merge", "merge-failed"])]
+    from w365.money import plain_price
+
     with session_scope() as s:
-        rows = list_slcls(s, statuses)
+        rows = [{**r, "selling_price": None if r["selling_price"] is None else plain_price(r["selling_price"])} for r in list_slcls(s, statuses)]
     emit(rows, args.json, ["id", "status", "subscription_id", "subscription", "contract", "action", "quantity", "selling_price", "effective_date", "scheduled_for", "reason"])
     return 0
 

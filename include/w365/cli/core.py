@@ -44,7 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("demo", help="demo data")
     ds = d.add_subparsers(dest="demo_verb", metavar="ACTION", required=True)
-    p = ds.add_parser("load", help="load a realistic demo tenant (sizes set by flags)")
+    p = ds.add_parser("load", help="load a realistic demo tenant (sizes set by flags), optionally with N days of history",
+                      epilog="--history-days N: the demo tenant as it would be after N days of operation. The tenant is "
+                      "loaded as of (--as-of or today) - N with fresh contracts (starting in the four weeks after that day), "
+                      "then every day up to yesterday is run with that day's logical times, never the wall clock: the "
+                      "catalogue's jobs at their times (Auto Renew 00:00, Scheduled Update 00:05 and 23:30, the full-cycle "
+                      "jobs 00:15 with Annual 30 days ahead, the change-log jobs on Mondays with Monthly's off, Update "
+                      "Metrics 06:00) and ops' changes between 09:00 and 17:00 through the change service (increases, "
+                      "decreases inside the reduction window, price changes, scheduled changes and suspensions, "
+                      "reactivations, a few cancellations). So invoices span the months, change-log invoices and "
+                      "scheduled-change merges have happened, and metrics have a snapshot for every day; a change is only "
+                      "entered if a run in the history bills it, so `w365 verify billing` and `w365 verify ledger` find "
+                      "nothing. Usage, sync, payment and pricing jobs are not run. Needs a store without invoices; "
+                      "deterministic for a --seed. About 20 s for 365 days on SQLite at the default size (docs/dags.md).")
     p.add_argument("--customers", type=count_arg(0, 1_000_000), default=6)
     p.add_argument("--contracts-per-customer", type=count_arg(0, 1000), default=2)
     p.add_argument("--subscriptions-per-contract", type=count_arg(0, 1000), default=4)
@@ -54,6 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timezone", type=arg(_zone), help="set the tenant time zone")
     p.add_argument("--seed", type=count_arg(0, 2**63 - 1), default=365)
     p.add_argument("--fresh", action="store_true", help="contracts start on/after --as-of with nothing billed")
+    p.add_argument("--history-days", type=arg(limits.history_days), default=None, metavar="N",
+                   help=f"run N days of operation up to yesterday (0 to {limits.MAX_HISTORY_DAYS:,}; implies fresh contracts "
+                   "starting N days ago): see below")
     add_json_flag(p)
     p.set_defaults(handler=demo_load)
 
@@ -151,6 +166,8 @@ def tenant_set(args: argparse.Namespace) -> int:
 
 
 def demo_load(args: argparse.Namespace) -> int:
+    if args.history_days is not None:
+        return _demo_history(args)
     from w365 import tenant_time
     from w365.db.session import session_scope
     from w365.demo import DemoSpec, load_demo
@@ -170,6 +187,38 @@ def demo_load(args: argparse.Namespace) -> int:
         print_json(stats)
     else:
         print("demo tenant loaded: " + ", ".join(f"{v} {k}" for k, v in stats.items()))
+    return 0
+
+
+def _demo_history(args: argparse.Namespace) -> int:
+    """``demo load --history-days N`` (issue 13): load as of today - N, then run the days."""
+    from datetime import timedelta
+
+    from w365 import tenant_time
+    from w365.db.session import session_scope
+    from w365.demo import DemoSpec, load_demo
+    from w365.demo_history import check_store, run_history
+    from w365.subscriptions import get_tenant
+
+    with session_scope() as s:
+        check_store(s)
+        tz = args.timezone or get_tenant(s).time_zone
+        today = args.as_of or tenant_time.today(tz)
+        first = today - timedelta(days=args.history_days)
+        spec = DemoSpec(
+            customers=args.customers, contracts_per_customer=args.contracts_per_customer,
+            subscriptions_per_contract=args.subscriptions_per_contract, changes_per_subscription=args.changes_per_subscription,
+            slcl_percent=args.slcl_percent, as_of=first, seed=args.seed, timezone=args.timezone, fresh=True,
+        )
+        stats = load_demo(s, spec, now=tenant_time.start_of_day(first, tz))
+    report = run_history(first, today - timedelta(days=1), seed=args.seed)
+    if args.json:
+        print_json({"demo": stats, "history": report.to_dict()})
+    else:
+        print("demo tenant loaded as of " + first.isoformat() + ": " + ", ".join(f"{v} {k}" for k, v in stats.items()))
+        print(f"history {report.first_day}..{report.last_day} ({report.days} days): {report.invoices} invoices "
+              f"({report.change_log_invoices} change-log), {report.merged} scheduled changes merged, {report.renewed} renewed, "
+              f"{report.expired} expired, {sum(report.changes.values())} changes entered, {report.metric_snapshots} metric snapshots")
     return 0
 
 

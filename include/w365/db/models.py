@@ -174,8 +174,9 @@ OPEN_SLCL_STATUSES = (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE, SLCLStatus.
 
 class SLCLAction(str, enum.Enum):
     CHANGE = "change"  # quantity and/or price
-    ACTIVATE = "activate"
+    ACTIVATE = "activate"  # also a scheduled reactivation of a suspended subscription
     DEACTIVATE = "deactivate"
+    SUSPEND = "suspend"  # issue 13 (migration 0004): a suspension scheduled for a future date
 
 
 class ChangeEffective(str, enum.Enum):

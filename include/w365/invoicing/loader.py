@@ -214,6 +214,8 @@ def slcl_change(current: State, r) -> Change:  # type: ignore[no-untyped-def]
         status = "active"
     elif action == SLCLAction.DEACTIVATE.value:
         status = "deactivated"
+    elif action == SLCLAction.SUSPEND.value:
+        status = "suspended"  # billed through D, not after (a negative change, SPEC S2, S6)
     after = State(
         current.quantity if r.quantity is None else r.quantity,
         current.selling_price if r.selling_price is None else r.selling_price,
