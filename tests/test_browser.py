@@ -344,6 +344,9 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
             driver.get(af["url"] + path)
             WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
             shot(driver, f"admin-04-{name}")
+            if name == "metrics":  # issue 13 (item 5): a trend is a line through the days, not a dot
+                lines = driver.find_elements(By.CSS_SELECTOR, "#trend svg polyline.series")
+                assert lines and all(len(l.get_attribute("points").split()) >= 2 for l in lines), "the MRR trend has no line"
         driver.find_element(By.CSS_SELECTOR, "table#contracts a").click()
         WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#snapshots"))
         shot(driver, "admin-05-contract-metrics")
