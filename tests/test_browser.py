@@ -302,6 +302,9 @@ def test_viewer_sees_the_jobs_inside_airflow_but_cannot_toggle(standalone: dict[
         assert "read only" in driver.find_element(By.ID, "read-only").text
         driver.switch_to.default_content()
         shot(driver, "viewer-03-in-airflow-nav")
+        # Issue 13 (item 9): Airflow's UI now shows times in the tenant's zone (its "timezone"
+        # setting, unset in this fresh browser, was taken from the w365 page).
+        assert driver.execute_script("return window.localStorage.getItem('timezone')") == json.dumps(LA)
         driver.switch_to.frame(frame)
 
         toggle(driver)

@@ -8,6 +8,7 @@ and the ledger (S3) no drift. Deterministic for a seed."""
 import json
 from datetime import date, time, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 import factories as f
@@ -80,12 +81,9 @@ def test_issue13_60_days_of_history_bill_months_merge_changes_and_leave_the_book
     assert report.skipped_runs > 0 and report.runs["metrics"] == 60 and report.runs["full_cycle"] > 0
 
 
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # one backend is enough to compare two runs
 def test_issue13_history_is_deterministic(store, session):
     """issue 13: the same seed gives the same books, to the cent and the SLCL."""
-    if store.is_postgres:
-        import pytest
-
-        pytest.skip("one backend is enough to compare two runs; the history itself runs on both above")
     _history(store, session, 30, seed=7)
     first = _books(session)
     session.close()

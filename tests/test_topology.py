@@ -50,6 +50,8 @@ def services() -> dict[str, str]:
     pg = os.environ.get("W365_TEST_DATABASE_URL")
     redis = _redis_url()
     if not pg:
+        if os.environ.get("W365_REQUIRE_POSTGRES"):  # CI: production's topology must be tested
+            pytest.fail("W365_REQUIRE_POSTGRES is set but W365_TEST_DATABASE_URL is not")
         pytest.skip("topology test needs PostgreSQL: set W365_TEST_DATABASE_URL")
     if not redis:
         pytest.skip("topology test needs Redis on 127.0.0.1:6379 (or W365_TEST_REDIS_URL)")

@@ -1,5 +1,14 @@
 // Actions: POST with the X-W365-Action header (the CSRF guard, docs/ui.md), same-origin cookie.
 (function () {
+  // Airflow's UI shows times in the zone kept under its localStorage key "timezone" (its user
+  // menu sets it; by default the browser's zone). Until someone picks one, make it the tenant's,
+  // the zone every w365 date is in (issue 13). Same origin as Airflow's UI: one storage.
+  var tenantTz = document.body.dataset.tenantTz;
+  try {
+    if (tenantTz && window.localStorage.getItem("timezone") === null) {
+      window.localStorage.setItem("timezone", JSON.stringify(tenantTz));
+    }
+  } catch (e) { /* storage unavailable: Airflow keeps the browser's zone */ }
   var flash = document.getElementById("flash");
   function show(kind, text) {
     flash.className = "flash " + kind;
