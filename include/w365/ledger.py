@@ -165,21 +165,23 @@ class BillingTimeline:
         setters: list[Change | None] = [None] * 5
         days: list[date] = []
         for ch in ordered:
-            a, b = ch.after, ch.before
-            every = ch is first  # the first change defines every field
-            changed = (
-                every or a.quantity != b.quantity,
-                every or a.selling_price != b.selling_price,
-                every or a.cost_price != b.cost_price,
-                every or a.sales_unit != b.sales_unit,
-                every or a.status != b.status,
-            )
-            new = (a.quantity, a.selling_price, a.cost_price, a.sales_unit, a.status)
-            for i in range(5):
-                if changed[i]:
-                    setter = setters[i]
-                    if setter is None or setter.order < ch.order:
-                        values[i], setters[i] = new[i], ch
+            a, o = ch.after, ch.order
+            if ch is first:  # the first change defines every field (unless a later-written one set it)
+                for i, v in enumerate((a.quantity, a.selling_price, a.cost_price, a.sales_unit, a.status)):
+                    if setters[i] is None:
+                        values[i], setters[i] = v, ch
+            elif a is not ch.before:
+                b = ch.before
+                if a.quantity != b.quantity and (setters[0] is None or setters[0].order < o):
+                    values[0], setters[0] = a.quantity, ch
+                if a.selling_price != b.selling_price and (setters[1] is None or setters[1].order < o):
+                    values[1], setters[1] = a.selling_price, ch
+                if a.cost_price != b.cost_price and (setters[2] is None or setters[2].order < o):
+                    values[2], setters[2] = a.cost_price, ch
+                if a.sales_unit != b.sales_unit and (setters[3] is None or setters[3].order < o):
+                    values[3], setters[3] = a.sales_unit, ch
+                if a.status != b.status and (setters[4] is None or setters[4].order < o):
+                    values[4], setters[4] = a.status, ch
             if days and days[-1] == ch.bill_from:
                 self._states.pop()
                 days.pop()
