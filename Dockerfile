@@ -6,11 +6,15 @@
 # checks"); extending the image is what Airflow recommends for anything else.
 #
 # What it adds:
+#   * the runtime lock, requirements.txt: apache-airflow at the base image's version (checked
+#     below before anything is installed, so the image's Airflow is never replaced) and every
+#     library w365 and the topology use (SQLAlchemy, Alembic, pendulum, pandas, httpx, psycopg2,
+#     asyncpg; celery, redis and the Celery provider for the workers), pinned to the versions
+#     scripts/env.sh installs and the tests run on. Where a pin differs from the official image's
+#     own (constraint-pinned) version, pip installs the pin; `pip check` must then be clean.
+#     The lock's layer comes before the code's, so editing include/ does not reinstall it.
 #   * the `w365` package and its `w365` console script (`w365 db upgrade`, `w365 invoice list`,
-#     ...), installed with --no-deps: everything w365 imports (SQLAlchemy, Alembic, pendulum,
-#     pandas, httpx, psycopg2; celery and redis for the workers) already ships in the official
-#     image, and --no-deps keeps the image's Airflow and its constraint-pinned libraries exactly
-#     as Airflow released them. The build fails below if one of them is ever missing.
+#     ...), installed with --no-deps: its dependencies are the lock's, installed just before.
 #   * /opt/airflow/auth, the home of the SimpleAuthManager passwords file (a named volume).
 #
 # The package is installed editable from /opt/airflow/include, the very path where
@@ -19,14 +23,21 @@
 # runs. There is never a second, stale copy in site-packages.
 #
 # The base image's Airflow version must equal the `apache-airflow==` pin in requirements.txt
-# (tests/test_compose.py checks it). Python 3.11 is the version requirements.txt is tested on.
+# (tests/deployment/test_compose.py checks it; so does the build, below). Python 3.11 is the
+# version requirements.txt is resolved and tested on.
 ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_BASE_IMAGE}
 
 USER airflow
+COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
+RUN pinned="$(sed -n 's/^apache-airflow==//p' /opt/airflow/requirements.txt)" \
+ && base="$(python -c 'from importlib.metadata import version; print(version("apache-airflow"))')" \
+ && { [ "$base" = "$pinned" ] || { echo "the base image has Airflow $base, requirements.txt pins apache-airflow==$pinned" >&2; exit 1; }; } \
+ && pip install --no-cache-dir -r /opt/airflow/requirements.txt
 COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
- && python -c "import sqlalchemy, alembic, pendulum, pandas, httpx, psycopg2, celery, redis, airflow.providers.celery; import w365.cli, w365.db.session" \
+ && pip check \
+ && python -c "import sqlalchemy, alembic, pendulum, pandas, httpx, psycopg2, celery, redis, airflow.providers.celery; import w365.interfaces.cli, w365.store.session" \
  && w365 --help >/dev/null \
  && mkdir -p /opt/airflow/auth

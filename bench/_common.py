@@ -18,13 +18,13 @@ DEFAULT_URL = os.environ.get("W365_BENCH_DATABASE_URL") or os.environ.get("W365_
 @contextmanager
 def scratch_database(base_url: str, keep: bool = False) -> Iterator[str]:
     """A new, migrated billing store on the server of ``base_url``; dropped afterwards."""
-    from w365 import db
-    from w365.db.admin import create_scratch_database, drop_database
-    from w365.db.session import dispose_engines
+    from w365 import store as w365_store
+    from w365.store.admin import create_scratch_database, drop_database
+    from w365.store.session import dispose_engines
 
     url = create_scratch_database(base_url, "w365_bench")
     try:
-        db.upgrade(url)
+        w365_store.upgrade(url)
         yield url
     finally:
         dispose_engines()

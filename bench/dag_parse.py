@@ -9,7 +9,7 @@ packages).
 1. *In-process* (what ``airflow dags report`` shows): ``DagBag(dag_folder=...)`` and each file's
    ``dagbag_stats`` duration. A trivial TaskFlow DAG is parsed first so that neither folder pays
    for Airflow's own first imports. ``first`` is the first parse of our folder (it includes
-   importing ``w365.airflow_support``, once); ``median`` is over ``--repeat`` parses.
+   importing ``w365.orchestration.airflow_support``, once); ``median`` is over ``--repeat`` parses.
 2. *Per-file process* (what the dag-processor does): for each file a fresh fork of a process with
    Airflow loaded, which pre-imports the file's ``airflow.*`` imports (``[dag_processor]
    parsing_pre_import_modules``) and parses that one file; the file's ``dagbag_stats`` duration,

@@ -31,9 +31,9 @@ AS_OF = date(2026, 1, 15)
 def setup(args: argparse.Namespace) -> dict:
     from sqlalchemy import func, select
 
-    from w365.db.models import BillingContract, LicenseChangeLog, Subscription
-    from w365.db.session import session_scope
-    from w365.demo import DemoSpec, load_demo
+    from w365.store.models import BillingContract, LicenseChangeLog, Subscription
+    from w365.store.session import session_scope
+    from w365.interfaces.demo import DemoSpec, load_demo
 
     with session_scope() as s:
         load_demo(s, DemoSpec(customers=args.customers, contracts_per_customer=args.contracts_per_customer,
@@ -50,7 +50,7 @@ def setup(args: argparse.Namespace) -> dict:
 
 def floor(url: str, rows: int) -> float:
     """Seconds PostgreSQL takes to COPY ``rows`` invoice-line-shaped rows (generation excluded)."""
-    from w365.db.session import get_engine
+    from w365.store.session import get_engine
 
     buf = io.StringIO()
     d0 = date(2026, 1, 1)
@@ -78,8 +78,8 @@ WRITTEN = ("invoice", "invoice_line", "invoice_line_lcl", "invoice_line_slcl")
 def floor_same_tables(url: str) -> dict[str, float]:
     """Seconds PostgreSQL takes to COPY exactly the rows the run wrote (invoices, lines, their
     LCL/SLCL links) back into the same tables, with every key, index and foreign key (rolled back)."""
-    from w365.db.admin import guards_bypassed
-    from w365.db.session import get_engine
+    from w365.store.admin import guards_bypassed
+    from w365.store.session import get_engine
 
     raw = get_engine(url).raw_connection()
     try:
@@ -107,7 +107,7 @@ def floor_same_tables(url: str) -> dict[str, float]:
 
 def child(url: str) -> None:
     os.environ["W365_DATABASE_URL"] = url
-    from w365.invoicing.dispatcher import generate_full_cycle_invoices
+    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
 
     out = {"invoices": 0, "lines": 0, "skipped": 0, "by_job": {}}
     with Timer() as t:

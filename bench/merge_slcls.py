@@ -35,9 +35,9 @@ BASELINE_SQL = [
 def setup(url: str, count: int) -> int:
     from sqlalchemy import delete, func, select, update
 
-    from w365.db.models import BillingContract, ScheduledLicenseChangeLog
-    from w365.db.session import session_scope
-    from w365.demo import DemoSpec, load_demo
+    from w365.store.models import BillingContract, ScheduledLicenseChangeLog
+    from w365.store.session import session_scope
+    from w365.interfaces.demo import DemoSpec, load_demo
 
     customers = count // 15 + 10
     with session_scope() as s:
@@ -56,7 +56,7 @@ def setup(url: str, count: int) -> int:
 def baseline(url: str) -> float:
     from sqlalchemy import text
 
-    from w365.db.session import get_engine
+    from w365.store.session import get_engine
 
     with get_engine(url).connect() as c:
         t = c.begin()
@@ -69,7 +69,7 @@ def baseline(url: str) -> float:
 
 def child(url: str) -> None:
     os.environ["W365_DATABASE_URL"] = url
-    from w365.slcl import merge_due_slcls
+    from w365.billing.scheduled_changes import merge_due_slcls
 
     with Timer() as t:
         report = merge_due_slcls(datetime(2026, 6, 1, tzinfo=timezone.utc))

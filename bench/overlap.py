@@ -41,7 +41,7 @@ def _clone(template_url: str, name: str) -> str:
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from w365.db.session import dispose_engines
+    from w365.store.session import dispose_engines
 
     dispose_engines()  # no connection may stay open on a template
     url = make_url(template_url)
@@ -54,8 +54,8 @@ def _clone(template_url: str, name: str) -> str:
 
 
 def _drop(url_text: str) -> None:
-    from w365.db.admin import drop_database
-    from w365.db.session import dispose_engines
+    from w365.store.admin import drop_database
+    from w365.store.session import dispose_engines
 
     dispose_engines()
     drop_database(url_text)
@@ -110,8 +110,8 @@ def main() -> None:
     args = ap.parse_args()
     offsets = [float(x) for x in args.offsets.split(",")]
 
-    from w365.db.session import get_engine, session_scope
-    from w365.demo import DemoSpec, load_demo
+    from w365.store.session import get_engine, session_scope
+    from w365.interfaces.demo import DemoSpec, load_demo
 
     with scratch_database(args.url) as template:
         t0 = time.perf_counter()

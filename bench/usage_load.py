@@ -54,11 +54,11 @@ def main() -> int:
     from sqlalchemy import create_engine, func, insert, select, text
     from sqlalchemy.engine import make_url
 
-    from w365 import db
-    from w365.db.models import BillingContract, Customer, Product, ProductKind, Provider, ProviderKind, Subscription, UsageRecord
-    from w365.db.session import _normalise, dispose_engines, get_engine, session_scope
-    from w365.providers.file_drop import FileDropProvider
-    from w365.usage import COLUMNS, copy_text, load_usage, prepare, provider_usage_subscriptions
+    from w365 import store as w365_store
+    from w365.store.models import BillingContract, Customer, Product, ProductKind, Provider, ProviderKind, Subscription, UsageRecord
+    from w365.store.session import _normalise, dispose_engines, get_engine, session_scope
+    from w365.integrations.providers.file_drop import FileDropProvider
+    from w365.integrations.usage_sync import COLUMNS, copy_text, load_usage, prepare, provider_usage_subscriptions
 
     base = _normalise(args.url)
     name = f"w365_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -69,7 +69,7 @@ def main() -> int:
     day = date(2026, 1, 14)
     now = datetime(2026, 1, 15, 4, 0, tzinfo=timezone.utc)
     try:
-        db.upgrade(url)
+        w365_store.upgrade(url)
         engine = get_engine(url)
         n_subs = args.subscriptions
         with session_scope(engine) as s:

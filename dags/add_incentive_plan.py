@@ -1,14 +1,14 @@
 """Add Incentive Plan: sales-commission incentive plans from invoiced revenue.
 
-Catalogue job ``add_incentive_plan`` (docs/dags.md): settings from ``w365.catalogue``, work in
-``w365.jobs``.
+Catalogue job ``add_incentive_plan`` (docs/dags.md): settings from ``w365.orchestration.catalogue``, work in
+``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, inlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, inlets, run_job
 
 JOB = "add_incentive_plan"
 

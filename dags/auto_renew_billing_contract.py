@@ -1,14 +1,14 @@
 """Auto Renew Billing Contract: renews auto-renewing contracts at their end date, expires the rest.
 
-Catalogue job ``auto_renew_billing_contract`` (docs/dags.md): settings from ``w365.catalogue``, work
-in ``w365.jobs``.
+Catalogue job ``auto_renew_billing_contract`` (docs/dags.md): settings from ``w365.orchestration.catalogue``, work
+in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, run_job
+from w365.orchestration.airflow_support import dag_kwargs, run_job
 
 JOB = "auto_renew_billing_contract"
 

@@ -1,14 +1,14 @@
 """Azure Threshold Violation Alert: usage over a subscription's threshold.
 
-Catalogue job ``azure_threshold_violation_alert`` (docs/dags.md): settings from ``w365.catalogue``,
-work in ``w365.jobs``.
+Catalogue job ``azure_threshold_violation_alert`` (docs/dags.md): settings from ``w365.orchestration.catalogue``,
+work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, inlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, inlets, run_job
 
 JOB = "azure_threshold_violation_alert"
 

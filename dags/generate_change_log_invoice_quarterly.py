@@ -2,14 +2,14 @@
 periods.
 
 Catalogue job ``generate_change_log_invoice_quarterly`` (docs/dags.md): settings from
-``w365.catalogue``, work in ``w365.jobs``.
+``w365.orchestration.catalogue``, work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, outlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, outlets, run_job
 
 JOB = "generate_change_log_invoice_quarterly"
 

@@ -2,14 +2,14 @@
 run's date, in shards that run in parallel (SPEC J4, J5, J6).
 
 Catalogue job ``generate_full_cycle_invoice_quarterly`` (docs/dags.md): settings and params (advance
-days, dry run, contract filter) from ``w365.catalogue``, work in ``w365.jobs``.
+days, dry run, contract filter) from ``w365.orchestration.catalogue``, work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag
 
-from w365.airflow_support import dag_kwargs, full_cycle_tasks
+from w365.orchestration.airflow_support import dag_kwargs, full_cycle_tasks
 
 JOB = "generate_full_cycle_invoice_quarterly"
 

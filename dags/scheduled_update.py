@@ -1,14 +1,14 @@
 """Scheduled Update: merges due scheduled license change logs (SPEC C6, S6).
 
-Catalogue job ``scheduled_update`` (docs/dags.md): settings from ``w365.catalogue``, work in
-``w365.jobs``.
+Catalogue job ``scheduled_update`` (docs/dags.md): settings from ``w365.orchestration.catalogue``, work in
+``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, run_job
+from w365.orchestration.airflow_support import dag_kwargs, run_job
 
 JOB = "scheduled_update"
 

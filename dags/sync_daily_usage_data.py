@@ -1,14 +1,14 @@
 """Sync Daily Usage Data From Provider to Tenant: interim (daily) Azure usage.
 
-Catalogue job ``sync_daily_usage_data`` (docs/dags.md): settings from ``w365.catalogue``, work in
-``w365.jobs``.
+Catalogue job ``sync_daily_usage_data`` (docs/dags.md): settings from ``w365.orchestration.catalogue``, work in
+``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, outlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, outlets, run_job
 
 JOB = "sync_daily_usage_data"
 

@@ -1,14 +1,14 @@
 """Sync Subscriptions From Provider to Tenant: Partner Center changes as change logs.
 
-Catalogue job ``sync_subscriptions_from_provider`` (docs/dags.md): settings from ``w365.catalogue``,
-work in ``w365.jobs``.
+Catalogue job ``sync_subscriptions_from_provider`` (docs/dags.md): settings from ``w365.orchestration.catalogue``,
+work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, outlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, outlets, run_job
 
 JOB = "sync_subscriptions_from_provider"
 

@@ -1,14 +1,14 @@
 """Sync Subscriptions From Tenant to Provider - Manual: alerts for manual providers.
 
 Catalogue job ``sync_subscriptions_to_provider_manual`` (docs/dags.md): settings from
-``w365.catalogue``, work in ``w365.jobs``.
+``w365.orchestration.catalogue``, work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, run_job
+from w365.orchestration.airflow_support import dag_kwargs, run_job
 
 JOB = "sync_subscriptions_to_provider_manual"
 

@@ -1,14 +1,14 @@
 """Update Metrics On Billing Contract: MRR and ACV on every contract.
 
 Catalogue job ``update_metrics_on_billing_contract`` (docs/dags.md): settings from
-``w365.catalogue``, work in ``w365.jobs``.
+``w365.orchestration.catalogue``, work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, inlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, inlets, run_job
 
 JOB = "update_metrics_on_billing_contract"
 

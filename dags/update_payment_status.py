@@ -1,14 +1,14 @@
 """Update Payment Status of Invoice from Accounting System.
 
-Catalogue job ``update_payment_status`` (docs/dags.md): settings from ``w365.catalogue``, work in
-``w365.jobs``.
+Catalogue job ``update_payment_status`` (docs/dags.md): settings from ``w365.orchestration.catalogue``, work in
+``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, inlets, outlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, inlets, outlets, run_job
 
 JOB = "update_payment_status"
 

@@ -1,14 +1,14 @@
 """Update Pricing on Product Price: the product price table from the price list.
 
-Catalogue job ``update_pricing_on_product_price`` (docs/dags.md): settings from ``w365.catalogue``,
-work in ``w365.jobs``.
+Catalogue job ``update_pricing_on_product_price`` (docs/dags.md): settings from ``w365.orchestration.catalogue``,
+work in ``w365.orchestration.jobs``.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from w365.airflow_support import dag_kwargs, outlets, run_job
+from w365.orchestration.airflow_support import dag_kwargs, outlets, run_job
 
 JOB = "update_pricing_on_product_price"
 

@@ -1,12 +1,12 @@
 """The w365 pages in Airflow's UI, and the end-customer portal API (issue 7; docs/ui.md).
 
-* ``/w365/`` — Scheduled Jobs, SLCL queue, Invoices, Contract metrics (``w365.web``), behind
+* ``/w365/`` — Scheduled Jobs, SLCL queue, Invoices, Contract metrics (``w365.interfaces.web``), behind
   Airflow's own authentication: every route requires a signed-in Airflow user allowed to see
   plugin views; actions need more (docs/ui.md, "Security model"). A top-level "W365" entry in
   Airflow's navigation shows them inside the UI.
 * A root middleware of the api-server refuses a trigger of a w365 job with a logical date in the
-  future (``w365.trigger_guard``): Airflow would never start that run, and it would block the job.
-* ``/w365/portal/`` — the end-customer change API (SPEC C13, ``w365.portal``). Intentionally NOT
+  future (``w365.orchestration.trigger_guard``): Airflow would never start that run, and it would block the job.
+* ``/w365/portal/`` — the end-customer change API (SPEC C13, ``w365.interfaces.portal``). Intentionally NOT
   behind Airflow's authentication: end customers are not Airflow users; the API has its own
   per-customer bearer tokens. It is listed before ``/w365`` so that it, not the pages, answers
   under that prefix.
@@ -48,7 +48,7 @@ class LazyASGIApp:
 
 
 class FutureRunGuard:
-    """``w365.trigger_guard.FutureRunGuard`` (issue 13), imported on the api-server's first request:
+    """``w365.orchestration.trigger_guard.FutureRunGuard`` (issue 13), imported on the api-server's first request:
     a trigger of a w365 job with a logical date in the future is answered 400 with the reason,
     instead of creating a run that would never start and would block the job."""
 
@@ -58,7 +58,7 @@ class FutureRunGuard:
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         if self._guard is None:
-            from w365.trigger_guard import FutureRunGuard as Guard
+            from w365.orchestration.trigger_guard import FutureRunGuard as Guard
 
             self._guard = Guard(self.app)
         await self._guard(scope, receive, send)
@@ -68,9 +68,9 @@ class W365UIPlugin(AirflowPlugin):
     name = "w365_ui"
     fastapi_apps = [
         # First: Starlette matches mounts in order, and /w365 would otherwise take /w365/portal.
-        {"app": LazyASGIApp("w365.portal:create_app"), "url_prefix": "/w365/portal",
+        {"app": LazyASGIApp("w365.interfaces.portal:create_app"), "url_prefix": "/w365/portal",
          "name": "w365 end-customer portal API (own bearer-token auth, SPEC C13)"},
-        {"app": LazyASGIApp("w365.web:create_app"), "url_prefix": "/w365", "name": "w365 pages"},
+        {"app": LazyASGIApp("w365.interfaces.web:create_app"), "url_prefix": "/w365", "name": "w365 pages"},
     ]
     fastapi_root_middlewares = [
         {"middleware": FutureRunGuard, "args": [], "kwargs": {},

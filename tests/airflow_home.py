@@ -32,7 +32,7 @@ def airflow_db() -> str:
     subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, env=os.environ, timeout=300)
     from airflow.models.pool import Pool
 
-    from w365.catalogue import PROVIDER_POOL
+    from w365.orchestration.catalogue import PROVIDER_POOL
 
     Pool.create_or_update_pool(PROVIDER_POOL, slots=4, description="Partner Center rate limit", include_deferred=False)
     return home
@@ -54,7 +54,7 @@ def parse_dags() -> Any:
 
 def load_demo_tenant(store: Any, **spec: Any) -> dict[str, int]:
     """The demo tenant in Los Angeles, committed, so tasks (their own sessions) see it."""
-    from w365.demo import DemoSpec, load_demo
+    from w365.interfaces.demo import DemoSpec, load_demo
 
     spec.setdefault("timezone", LA)
     spec.setdefault("as_of", date(2026, 1, 1))
@@ -81,7 +81,7 @@ def invoices(store: Any) -> list[tuple[Any, ...]]:
     """Every invoice with its lines: what finance sees, to compare runs exactly."""
     from sqlalchemy import select
 
-    from w365.db.models import BillingContract, Invoice, InvoiceLine
+    from w365.store.models import BillingContract, Invoice, InvoiceLine
 
     with store.session() as s:
         rows = s.execute(

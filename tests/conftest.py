@@ -68,7 +68,7 @@ class Store:
     def session(self) -> Session:
         """The test's own session. On SQLite it begins DEFERRED, so reading in a test does not
         hold the write lock that the jobs under test need (they run in their own sessions)."""
-        from w365.db.session import session_factory
+        from w365.store.session import session_factory
 
         return session_factory(self.engine.execution_options(sqlite_begin="DEFERRED"))()
 
@@ -79,11 +79,11 @@ class Store:
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from w365 import db
-    from w365.db.session import dispose_engines
+    from w365 import store as w365_store
+    from w365.store.session import dispose_engines
 
     path = tmp_path_factory.mktemp("template") / "w365.db"
-    db.upgrade(f"sqlite:///{path}")
+    w365_store.upgrade(f"sqlite:///{path}")
     dispose_engines()
     return path
 
@@ -95,13 +95,13 @@ def pg_database() -> Iterator[str]:
         if os.environ.get("W365_REQUIRE_POSTGRES"):  # CI (.ci/run with CI=true): production's backend must be tested
             pytest.fail(f"W365_REQUIRE_POSTGRES is set but {PG_ENV} is not: the PostgreSQL cases cannot be skipped here")
         pytest.skip(f"PostgreSQL not configured: set {PG_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/test)")
-    from w365 import db
-    from w365.db.admin import create_scratch_database, drop_database
-    from w365.db.session import dispose_engines
+    from w365 import store as w365_store
+    from w365.store.admin import create_scratch_database, drop_database
+    from w365.store.session import dispose_engines
 
     url = create_scratch_database(base, f"w365_test_{os.getpid()}")
     try:
-        db.upgrade(url)
+        w365_store.upgrade(url)
         yield url
     finally:
         dispose_engines()
@@ -109,8 +109,8 @@ def pg_database() -> Iterator[str]:
 
 
 def _reset_postgres(engine: Engine) -> None:
-    from w365.db.admin import guards_bypassed
-    from w365.db.models import Base
+    from w365.store.admin import guards_bypassed
+    from w365.store.models import Base
 
     names = ", ".join(t.name for t in Base.metadata.sorted_tables)
     with engine.begin() as c:
@@ -128,7 +128,7 @@ def _reset_postgres(engine: Engine) -> None:
 @pytest.fixture(params=["sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
     """A migrated, empty billing store; W365_DATABASE_URL points at it for code that asks."""
-    from w365.db.session import get_engine
+    from w365.store.session import get_engine
 
     if request.param == "sqlite":
         template = request.getfixturevalue("sqlite_template")
@@ -172,7 +172,7 @@ def session(store: Store) -> Iterator[Session]:
 
 @pytest.fixture
 def root_logging() -> Iterator[None]:
-    """``w365.cli.main`` points the root logger at the (captured) stderr; put it back after."""
+    """``w365.interfaces.cli.main`` points the root logger at the (captured) stderr; put it back after."""
     import logging
 
     root = logging.getLogger()

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
-from w365.db.models import (
+from w365.store.models import (
     QRB,
     BillingContract,
     ChangeBilling,
@@ -20,7 +20,7 @@ from w365.db.models import (
     Tenant,
     UnitMapping,
 )
-from w365.subscriptions import create_subscription
+from w365.billing.subscriptions import create_subscription
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
 
@@ -142,7 +142,7 @@ def row_counts(store) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Rows in every table of the store: a refused input must leave them all unchanged."""
     from sqlalchemy import func, select
 
-    from w365.db.models import Base
+    from w365.store.models import Base
 
     with store.session() as s:
         return {t.name: s.scalar(select(func.count()).select_from(t)) for t in Base.metadata.sorted_tables}

@@ -1,5 +1,5 @@
 import sys
 
-from w365.cli import main
+from w365.interfaces.cli import main
 
 sys.exit(main())

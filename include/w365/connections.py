@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from w365.config import import_airflow
 from w365.errors import W365Error
 
 # Connection ids the jobs use besides the providers' own (``provider.connection_id``).
@@ -133,28 +134,6 @@ def parse_connection(conn_id: str, value: str) -> ConnectionInfo:
         conn_id, conn_type, host, unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password else None, parts.port, schema, extra,
     )
-
-
-def import_airflow(module: str) -> Any:
-    """Import an Airflow module without letting it reconfigure logging outside Airflow.
-
-    Importing Airflow configures its logging (a stdout handler on the root logger). Inside a task
-    Airflow is loaded already and nothing changes; in the ``w365`` CLI and in tests that handler
-    would mix log lines into ``--json`` output, so the root logger is put back as it was."""
-    import importlib
-    import logging
-    import sys
-
-    if module in sys.modules:
-        return sys.modules[module]
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        return importlib.import_module(module)
-    finally:
-        if not os.environ.get("AIRFLOW_CTX_DAG_ID"):
-            root.handlers[:] = handlers
-            root.setLevel(level)
 
 
 def _from_airflow(conn_id: str) -> ConnectionInfo | None:

@@ -1,0 +1,65 @@
+"""Initial data load (issue 2): all or nothing, every bad row reported by file, row and reason."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from w365.store.models import BillingContract, Customer, LicenseChangeLog, Subscription
+from w365.interfaces.importer import ImportFailed, import_folder
+
+from factories import NOW
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "import"
+
+
+def test_example_folder_loads_with_activation_lcls(store, session):
+    counts = import_folder(session, EXAMPLE, now=NOW)
+    session.commit()
+    assert counts["subscriptions"] == 3
+    assert session.scalar(select(func.count()).select_from(Subscription)) == 3
+    # SPEC S3: every imported subscription starts its ledger with an activation LCL.
+    lcls = session.scalars(select(LicenseChangeLog)).all()
+    assert {(l.change_type.value, l.source.value, l.quantity_before) for l in lcls} == {("activation", "import", 0)}
+    nw = session.scalars(select(BillingContract).where(BillingContract.number == "BC-1002")).one()
+    assert nw.refunds_allowed and nw.change_billing.value == "next_cycle"
+
+
+def test_bad_input_reports_every_row_and_writes_nothing(store, session, tmp_path):
+    folder = tmp_path / "bad"
+    shutil.copytree(EXAMPLE, folder)
+    subs = (folder / "subscriptions.csv").read_text().splitlines()
+    subs += [
+        "BC-1001,CFQ7TTC0LH18,Microsoft Partner Center,Bad date,5,6.00,5.10,MONTHLY,USD,2025-02-30,,,,,,",
+        "BC-1001,NO-SUCH-SKU,Microsoft Partner Center,Unknown product,5,6.00,5.10,MONTHLY,USD,2025-02-01,,,,,,",
+        "BC-1001,CFQ7TTC0LH18,Microsoft Partner Center,Negative,-3,6.00,5.10,MONTHLY,USD,2025-02-01,,,,,,",
+        "BC-1001,CFQ7TTC0LH18,Microsoft Partner Center,Float price,5,6.0000001,5.10,MONTHLY,USD,2025-02-01,,,,,,",
+    ]
+    (folder / "subscriptions.csv").write_text("\n".join(subs) + "\n")
+    with pytest.raises(ImportFailed) as exc:
+        import_folder(session, folder, now=NOW)
+    session.rollback()
+    errors = {(e.file, e.row): e.reason for e in exc.value.errors}
+    assert errors == {
+        ("subscriptions.csv", 5): "start_date '2025-02-30' is not a date (YYYY-MM-DD)",
+        ("subscriptions.csv", 6): "unknown product 'NO-SUCH-SKU'",
+        ("subscriptions.csv", 7): "quantity -3 is negative",
+        ("subscriptions.csv", 8): "selling_price 6.0000001 has 7 decimal places; at most 6 are allowed",
+    }
+    assert "subscriptions.csv, row 7: quantity -3 is negative" in str(exc.value)
+    # Nothing written: not even the good rows of the same load.
+    for model in (Customer, BillingContract, Subscription, LicenseChangeLog):
+        assert session.scalar(select(func.count()).select_from(model)) == 0
+
+
+def test_unknown_file_or_column_is_refused(store, session, tmp_path):
+    folder = tmp_path / "typo"
+    folder.mkdir()
+    (folder / "customer.csv").write_text("name\nX\n")
+    (folder / "contracts.csv").write_text("number,customer,frequency,currency,start_date,colour\n")
+    with pytest.raises(ImportFailed) as exc:
+        import_folder(session, folder, now=NOW)
+    reasons = [str(e) for e in exc.value.errors]
+    assert any("contracts.csv, row 1: unknown column(s) colour" in r for r in reasons)
+    assert any(r.startswith("customer.csv") and "unknown file" in r for r in reasons)
