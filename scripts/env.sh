@@ -6,14 +6,23 @@ export W365_ROOT
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 
+# The runtime lock (requirements.txt) for the quick start; the test and dev lock on top of it
+# (requirements-dev.txt: pytest, hypothesis, selenium, ruff, mypy) with W365_DEV=1, which
+# scripts/test.sh sets. .venv/.installed says which was installed, and when.
+W365_LOCK=requirements.txt
+[ "${W365_DEV:-}" != 1 ] || W365_LOCK=requirements-dev.txt
 if [ "${W365_SKIP_INSTALL:-}" != 1 ] && { [ ! -x "$W365_ROOT/.venv/bin/python" ] || [ ! -e "$W365_ROOT/.venv/.installed" ] \
-   || [ "$W365_ROOT/requirements.txt" -nt "$W365_ROOT/.venv/.installed" ] || [ "$W365_ROOT/pyproject.toml" -nt "$W365_ROOT/.venv/.installed" ]; }; then
-  echo "w365: setting up $W365_ROOT/.venv (first run takes about a minute)" >&2
+   || { [ "$W365_LOCK" = requirements-dev.txt ] && ! grep -qx "$W365_LOCK" "$W365_ROOT/.venv/.installed"; } \
+   || [ "$W365_ROOT/requirements.txt" -nt "$W365_ROOT/.venv/.installed" ] || [ "$W365_ROOT/requirements-dev.txt" -nt "$W365_ROOT/.venv/.installed" ] \
+   || [ "$W365_ROOT/pyproject.toml" -nt "$W365_ROOT/.venv/.installed" ]; }; then
+  echo "w365: setting up $W365_ROOT/.venv from $W365_LOCK (first run takes about a minute)" >&2
   [ -x "$W365_ROOT/.venv/bin/python" ] || "$PYTHON" -m venv "$W365_ROOT/.venv"
+  # A venv that had the dev lock keeps it: re-installing only the runtime lock would leave it stale.
+  ! grep -qx requirements-dev.txt "$W365_ROOT/.venv/.installed" 2>/dev/null || W365_LOCK=requirements-dev.txt
   "$W365_ROOT/.venv/bin/python" -m pip install -q --upgrade pip >&2
-  "$W365_ROOT/.venv/bin/python" -m pip install -q -r "$W365_ROOT/requirements.txt" >&2
+  "$W365_ROOT/.venv/bin/python" -m pip install -q -r "$W365_ROOT/$W365_LOCK" >&2
   "$W365_ROOT/.venv/bin/python" -m pip install -q --no-deps -e "$W365_ROOT" >&2
-  touch "$W365_ROOT/.venv/.installed"
+  echo "$W365_LOCK" > "$W365_ROOT/.venv/.installed"
   # `source .venv/bin/activate` then brings these settings too.
   grep -q "scripts/env.sh" "$W365_ROOT/.venv/bin/activate" || \
     echo "[ -n \"\${W365_ENV_LOADED:-}\" ] || W365_SKIP_INSTALL=1 source \"$W365_ROOT/scripts/env.sh\"" >> "$W365_ROOT/.venv/bin/activate"

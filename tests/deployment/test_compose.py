@@ -10,10 +10,15 @@ secrets, never in code or the repository): every secret of the deployment is req
 (``${VAR:?message}``) with no default anywhere, `.env.example` names them and `.env` is git-ignored;
 Redis asks for a password, Flower listens on the host's loopback behind basic auth, PostgreSQL
 and Redis are not published, and no login password is generated into, or printed in, any log.
+
+Issue 14 (packaging): pyproject.toml declares what w365 imports, requirements.txt pins the runtime
+set (what the Dockerfile and the quick start install), requirements-dev.txt adds the tests' tools,
+and scripts/env.sh installs the one or the other.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import json
@@ -21,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Iterator
@@ -591,15 +597,25 @@ def test_image_version_equals_the_requirements_pin(compose: dict[str, Any]) -> N
 
 
 def test_dockerfile_copies_what_exists() -> None:
-    """Issue 2 "docker-compose.yaml": the image's Dockerfile copies only files that exist, installs
-    w365 without touching Airflow's pinned dependencies (--no-deps) and is not defeated by
-    .dockerignore."""
-    content = DOCKERFILE.read_text()
+    """Issue 2 "docker-compose.yaml" / issue 14: the image's Dockerfile copies only files that
+    exist and is not defeated by .dockerignore; it installs the runtime lock (requirements.txt,
+    after checking that the base image's Airflow is the pinned one), then w365 itself with
+    --no-deps, and nothing else: no package outside the lock, no unpinned version; `pip check`."""
+    content = "\n".join(line for line in DOCKERFILE.read_text().splitlines() if not line.startswith("#"))
     sources = re.findall(r"^COPY\s+(?:--\S+\s+)*(\S+)\s+\S+$", content, re.MULTILINE)
     assert sources, "Dockerfile copies nothing"
     for source in sources:
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
-    assert re.search(r"pip install [^\n]*--no-deps", content)
+    assert "requirements.txt" in sources
+    installs = re.findall(r"pip install ([^\n\\&]*)", content)
+    assert [" ".join(a for a in args.split() if a != "--no-cache-dir") for args in installs] == [
+        "-r /opt/airflow/requirements.txt",
+        "--no-deps -e /opt/airflow",
+    ], installs
+    lock_install = content.index("pip install --no-cache-dir -r /opt/airflow/requirements.txt")
+    assert content.index("s/^apache-airflow==//p") < lock_install, "the base image's Airflow is not checked first"
+    assert content.index("COPY --chown=airflow:0 include/") > lock_install, "editing include/ reinstalls the lock"
+    assert re.search(r"^ && pip check \\$", content, re.MULTILINE)
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     for source in sources:
         assert f"!{source.rstrip('/')}" in ignore or f"!{source}" in ignore, f".dockerignore hides {source}"
@@ -845,7 +861,7 @@ def test_env_example_names_every_variable(compose: dict[str, Any]) -> None:
     lines = ENV_EXAMPLE.read_text().splitlines()
     for name in used:
         assert any(re.match(rf"#?\s*{name}=", line) for line in lines), f".env.example does not name {name}"
-    for i, line in enumerate(lines):
+    for line in lines:
         m = re.match(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
         if m and SECRET_NAME.search(m.group(1)):
             assert m.group(2) == "", f".env.example gives {m.group(1)} a value"
@@ -979,3 +995,206 @@ def test_docker_compose_config_accepts_the_file(tmp_path: Path) -> None:
         without.write_text("\n".join(line for line in lines if not line.startswith(f"{name}=")) + "\n")
         refused = config(without)
         assert refused.returncode != 0 and f"set {name} in .env" in refused.stderr + refused.stdout, name
+
+
+# ------------------------------------------------------------------------- packaging (issue 14)
+
+PYPROJECT = ROOT / "pyproject.toml"
+# Import names whose distribution is named otherwise; `airflow.providers.<name>` is
+# apache-airflow-providers-<name>, the rest of `airflow` is apache-airflow.
+IMPORT_TO_DISTRIBUTION = {
+    "yaml": "PyYAML",
+    "dateutil": "python-dateutil",
+    "psycopg2": "psycopg2-binary",
+    "jinja2": "Jinja2",
+    "markupsafe": "MarkupSafe",
+    "sqlalchemy": "SQLAlchemy",
+    "airflow": "apache-airflow",
+}
+# Calls whose string argument is a module w365 imports at run time (w365.config.import_airflow).
+IMPORTING_CALLS = {"import_airflow", "import_module"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """{canonical name: version} of a lock's `name==version` lines; every other line is a comment,
+    blank, or `-r`."""
+    pins: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", "-r ")):
+            continue
+        m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!_-]+)", line)
+        assert m, f"{path.name}: not an exact pin: {line!r}"
+        assert _canonical(m.group(1)) not in pins, f"{path.name}: {m.group(1)} pinned twice"
+        pins[_canonical(m.group(1))] = m.group(2)
+    return pins
+
+
+def _project() -> dict[str, Any]:
+    return tomllib.loads(PYPROJECT.read_text())["project"]
+
+
+def imported_modules(source: str) -> set[str]:
+    """Every absolute module a Python source imports, wherever: at the top, inside functions
+    (lazy imports), under `if TYPE_CHECKING`, or named as a string literal to
+    `import_airflow(...)`/`importlib.import_module(...)`."""
+    modules: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if name in IMPORTING_CALLS:
+                modules.add(node.args[0].value)
+    return modules
+
+
+def distribution_of(module: str) -> str | None:
+    """The distribution that provides a module w365 imports; None for the standard library and
+    w365 itself."""
+    top = module.split(".")[0]
+    if top in sys.stdlib_module_names or top == "w365":
+        return None
+    parts = module.split(".")
+    if parts[:2] == ["airflow", "providers"] and len(parts) > 2:
+        return f"apache-airflow-providers-{parts[2].replace('_', '-')}"
+    if top in IMPORT_TO_DISTRIBUTION:
+        return IMPORT_TO_DISTRIBUTION[top]
+    from importlib.metadata import packages_distributions
+
+    found = packages_distributions().get(top)
+    assert found, f"import {module}: no installed distribution provides it; add it to IMPORT_TO_DISTRIBUTION"
+    assert len(set(found)) == 1, f"import {module}: provided by {found}; add it to IMPORT_TO_DISTRIBUTION"
+    return found[0]
+
+
+def test_import_scan_finds_lazy_and_string_imports() -> None:
+    """Issue 14: the scan below sees imports inside functions and modules named to
+    import_airflow()/import_module(), and maps them to distributions."""
+    source = (
+        "import os\nfrom . import sibling\nfrom w365.core import money\n"
+        "def f():\n    import yaml\n    from dateutil.relativedelta import relativedelta\n"
+        "    return import_airflow('airflow.providers.smtp.notifications.smtp')\n"
+        "def g():\n    return importlib.import_module('airflow.sdk')\n"
+    )
+    modules = imported_modules(source)
+    assert modules == {"os", "w365.core", "yaml", "dateutil.relativedelta",
+                       "airflow.providers.smtp.notifications.smtp", "airflow.sdk"}
+    assert {distribution_of(m) for m in modules} == {
+        None, "PyYAML", "python-dateutil", "apache-airflow-providers-smtp", "apache-airflow"}
+
+
+def test_every_third_party_import_is_a_declared_dependency() -> None:
+    """Issue 14: every third-party module that include/w365 (and the DAGs and the plugin, which
+    run in the same Airflow) imports, lazy imports included, comes from a distribution that
+    pyproject.toml's [project] dependencies name, so `pip install .` gives a working w365."""
+    declared = {_canonical(re.match(r"[A-Za-z0-9._-]+", d).group(0)) for d in _project()["dependencies"]}
+    missing: dict[str, set[str]] = {}
+    files = [*(ROOT / "include" / "w365").rglob("*.py"), *(ROOT / "dags").glob("*.py"), *(ROOT / "plugins").glob("*.py")]
+    assert len(files) > 20
+    for path in files:
+        for module in imported_modules(path.read_text(encoding="utf-8")):
+            distribution = distribution_of(module)
+            if distribution and _canonical(distribution) not in declared:
+                missing.setdefault(distribution, set()).add(f"{path.relative_to(ROOT)} ({module})")
+    assert not missing, f"imported but not in pyproject.toml's dependencies: {missing}"
+
+
+def test_runtime_dependencies_are_pinned_in_the_runtime_lock() -> None:
+    """Issue 14: requirements.txt (the runtime lock) holds only exact pins, one per distribution,
+    and pins every one of pyproject's dependencies (extras' distributions too) at a version its
+    range allows; apache-airflow is pinned exactly as in pyproject; the header says how the lock
+    was made and how to regenerate it. No test tool is in the runtime lock."""
+    from packaging.requirements import Requirement
+
+    runtime = _pins(ROOT / "requirements.txt")
+    for spec in _project()["dependencies"]:
+        requirement = Requirement(spec)
+        name = _canonical(requirement.name)
+        assert name in runtime, f"{requirement.name} is not pinned in requirements.txt"
+        assert requirement.specifier.contains(runtime[name], prereleases=True), \
+            f"requirements.txt pins {requirement.name}=={runtime[name]}, outside {requirement.specifier}"
+        for extra in requirement.extras:  # celery[redis]
+            assert _canonical(extra) in runtime, f"{requirement.name}[{extra}]: {extra} is not pinned"
+    assert "apache-airflow==" + runtime["apache-airflow"] in _project()["dependencies"]
+    for tool in ("pytest", "hypothesis", "selenium", "ruff", "mypy"):
+        assert tool not in runtime, f"{tool} is a test tool, not a runtime dependency"
+    header = (ROOT / "requirements.txt").read_text().split("\n\n")[0]
+    assert "pip check" in header and "bash scripts/lock.sh" in header and "fresh Python 3.11 virtualenv" in header
+
+
+def test_dev_lock_includes_the_runtime_lock_and_pins_the_dev_extra() -> None:
+    """Issue 14: requirements-dev.txt starts from `-r requirements.txt` and adds exact pins only
+    (none of them re-pinning a runtime distribution): pyproject's `dev` extra, each at a version
+    its range allows, hypothesis at 6.170.17."""
+    from packaging.requirements import Requirement
+
+    dev_file = ROOT / "requirements-dev.txt"
+    includes = [line.split()[1] for line in dev_file.read_text().splitlines() if line.startswith("-r ")]
+    assert includes == ["requirements.txt"]
+    runtime, dev = _pins(ROOT / "requirements.txt"), _pins(dev_file)
+    assert not set(runtime) & set(dev), f"re-pinned in requirements-dev.txt: {set(runtime) & set(dev)}"
+    both = {**runtime, **dev}
+    for spec in _project()["optional-dependencies"]["dev"]:
+        requirement = Requirement(spec)
+        name = _canonical(requirement.name)
+        assert name in both, f"{requirement.name} (dev extra) is pinned in neither lock"
+        assert requirement.specifier.contains(both[name], prereleases=True), f"{requirement.name}=={both[name]}"
+    for tool in ("pytest", "hypothesis", "selenium", "ruff", "mypy"):
+        assert tool in dev
+    assert dev["hypothesis"] == "6.170.17"
+
+
+def test_env_sh_installs_the_dev_lock_for_the_tests(tmp_path: Path) -> None:
+    """Issue 14: scripts/env.sh installs the runtime lock for the quick start and the dev lock
+    with W365_DEV=1, which scripts/test.sh sets before sourcing it; it installs again when
+    either lock or pyproject.toml is newer than .venv/.installed (a venv that had the dev lock
+    keeps it), and not otherwise. Checked with a stand-in .venv/bin/python that logs its calls."""
+    test_sh = (ROOT / "scripts" / "test.sh").read_text()
+    assert re.search(r"^export W365_DEV=1$", test_sh, re.MULTILINE)
+    assert test_sh.index("export W365_DEV=1") < test_sh.index('source "$(dirname "$0")/env.sh"')
+    assert "W365_DEV" not in (ROOT / "scripts" / "start.sh").read_text()
+
+    root = tmp_path / "w365"
+    (root / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "env.sh", root / "scripts" / "env.sh")
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        shutil.copy(ROOT / name, root / name)
+        os.utime(root / name, (1_000_000_000, 1_000_000_000))
+    venv_bin = root / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    log = tmp_path / "python-calls.log"
+    (venv_bin / "python").write_text(f'#!/bin/sh\necho "$*" >> "{log}"\n')
+    (venv_bin / "python").chmod(0o755)
+    marker = root / ".venv" / ".installed"
+
+    def source(**env: str) -> list[str]:
+        log.write_text("")
+        run = subprocess.run(["bash", "-c", 'set -euo pipefail; source "$1/scripts/env.sh"', "env.sh", str(root)],
+                             env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+                             capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr
+        return [line for line in log.read_text().splitlines() if "pip install" in line and "--upgrade pip" not in line]
+
+    assert source() == [f"-m pip install -q -r {root}/requirements.txt", f"-m pip install -q --no-deps -e {root}"]
+    assert marker.read_text().strip() == "requirements.txt"
+    assert source() == []  # installed, nothing newer
+    assert source(W365_DEV="1") == [f"-m pip install -q -r {root}/requirements-dev.txt",
+                                    f"-m pip install -q --no-deps -e {root}"]
+    assert marker.read_text().strip() == "requirements-dev.txt"
+    assert source(W365_DEV="1") == [] and source() == []
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        os.utime(marker, (1_500_000_000, 1_500_000_000))
+        os.utime(root / name)  # now: newer than the marker
+        assert source() == [f"-m pip install -q -r {root}/requirements-dev.txt",
+                            f"-m pip install -q --no-deps -e {root}"], name
+        os.utime(root / name, (1_000_000_000, 1_000_000_000))
+    assert source(W365_SKIP_INSTALL="1") == []
