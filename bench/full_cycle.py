@@ -20,7 +20,6 @@ import json
 import os
 import sys
 from datetime import date, timedelta
-from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _common import DEFAULT_URL, Timer, peak_rss_mb, run_child, scratch_database  # noqa: E402
@@ -105,6 +104,26 @@ def floor_same_tables(url: str) -> dict[str, float]:
     return out
 
 
+def books_digest(url: str) -> str:
+    """A digest of what the run billed (every line's contract, period, quantity, unit price and
+    amount; every invoice's total): two versions of w365 that bill alike print the same digest."""
+    import hashlib
+
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    h = hashlib.sha256()
+    with engine.connect() as conn:
+        for row in conn.execute(text(
+            "SELECT c.number, i.kind, i.period_from, i.total, l.subscription_id, l.kind, l.period_from, l.period_to, l.quantity, "
+            "l.unit_price, l.days, l.period_days, l.proration_factor, l.amount FROM invoice i JOIN billing_contract c ON c.id = i.contract_id "
+            "JOIN invoice_line l ON l.invoice_id = i.id ORDER BY c.number, i.kind, i.period_from, l.subscription_id, l.kind, l.period_from, l.amount"
+        )):
+            h.update(repr(tuple(str(v) for v in row)).encode())
+    engine.dispose()
+    return h.hexdigest()[:16]
+
+
 def child(url: str) -> None:
     os.environ["W365_DATABASE_URL"] = url
     from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
@@ -118,6 +137,7 @@ def child(url: str) -> None:
             out["lines"] += r.lines
             out["skipped"] += len(r.skipped)
     out.update(seconds=t.seconds, peak_rss_mb=peak_rss_mb())
+    out["books"] = books_digest(url)
     print(json.dumps(out))
 
 
@@ -155,6 +175,7 @@ def main() -> None:
             ratio = r["seconds"] / seconds
             print(f"ratio run/floor ({label}, {seconds:.2f}s): {ratio:.1f}x (aim <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
         print(f"RSS aim < 1024 MB: {'met' if r['peak_rss_mb'] < 1024 else 'NOT met'}")
+        print(f"books digest (what was billed, line by line): {r['books']}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> int:
     from w365.store.models import BillingContract, Customer, Product, ProductKind, Provider, ProviderKind, Subscription, UsageRecord
     from w365.store.session import _normalise, dispose_engines, get_engine, session_scope
     from w365.integrations.providers.file_drop import FileDropProvider
-    from w365.integrations.usage_sync import COLUMNS, copy_text, load_usage, prepare, provider_usage_subscriptions
+    from w365.integrations.usage_sync import COLUMNS, copy_cells, load_usage, prepare, provider_usage_subscriptions
 
     base = _normalise(args.url)
     name = f"w365_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -130,7 +130,7 @@ def main() -> int:
         with session_scope(engine) as s:
             subs = provider_usage_subscriptions(s, provider_id)
         prepared, _problems, _held = prepare(usage, kind="final", day=day, subs=subs)
-        baseline_text = copy_text(prepared, now).getvalue()
+        baseline_text = "\n".join(map("\t".join, zip(*copy_cells(prepared, now)))) + "\n"
         del prepared
 
         def baseline() -> float:

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import importlib
 import threading
+from typing import TYPE_CHECKING
 
 from airflow.plugins_manager import AirflowPlugin
+
+if TYPE_CHECKING:  # imported on the first request, never when Airflow loads the plugin
+    from w365.orchestration.trigger_guard import FutureRunGuard as _Guard
 
 
 class LazyASGIApp:
@@ -54,7 +58,7 @@ class FutureRunGuard:
 
     def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
         self.app = app
-        self._guard = None
+        self._guard: _Guard | None = None
 
     async def __call__(self, scope, receive, send):  # type: ignore[no-untyped-def]
         if self._guard is None:

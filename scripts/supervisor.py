@@ -62,7 +62,7 @@ def _env_float(name: str, default: float) -> float:
     try:
         return float(os.environ.get(name) or default)
     except ValueError:
-        raise SystemExit(f"error: {name} must be a number of seconds, not {os.environ[name]!r}")
+        raise SystemExit(f"error: {name} must be a number of seconds, not {os.environ[name]!r}") from None
 
 
 START_TIMEOUT = _env_float("W365_START_TIMEOUT", 180)  # api-server answering, then components healthy
@@ -77,7 +77,7 @@ def home() -> Path:
     try:
         return Path(os.environ["AIRFLOW_HOME"])
     except KeyError:
-        raise SystemExit("error: AIRFLOW_HOME is not set: `source scripts/env.sh` first")
+        raise SystemExit("error: AIRFLOW_HOME is not set: `source scripts/env.sh` first") from None
 
 
 def pid_file() -> Path:

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 CLIENT_ID = "w365-test-app"
@@ -73,10 +74,22 @@ class FakePartnerCenter:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
-                fake._handle(self, "GET")
+                self._answer("GET")
 
             def do_POST(self) -> None:  # noqa: N802
-                fake._handle(self, "POST")
+                self._answer("POST")
+
+            def _answer(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
+                status, data, headers = fake.respond(method, self.path, dict(self.headers.items()), body)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except BrokenPipeError:  # the client gave up (a timeout test): nothing to answer
+                    pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -109,53 +122,58 @@ class FakePartnerCenter:
                     return f
         return None
 
-    def _send(self, h: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = body if isinstance(body, bytes) else dumps(body)
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+    def transport(self) -> httpx.MockTransport:
+        """The same fake without a socket: httpx calls it in process (tests of the client's own
+        behaviour; the jobs, which build their clients from connections, use the server)."""
 
-    def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(h.path)
+        def handle(request: httpx.Request) -> httpx.Response:
+            headers = {k.decode(): v.decode() for k, v in request.headers.raw}
+            status, data, out = self.respond(request.method, request.url.raw_path.decode(), headers, request.read())
+            return httpx.Response(status, headers=out, content=data)
+
+        return httpx.MockTransport(handle)
+
+    @staticmethod
+    def _send(status: int, body: Any, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+        data = body if isinstance(body, bytes) else dumps(body)
+        return status, data, {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}
+
+    def respond(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) for one request: the fake's whole behaviour."""
+        parts = urlsplit(raw_path)
         path, query = parts.path, {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        headers = {k: v for k, v in h.headers.items()}
         with self._lock:
-            self.requests.append((method, h.path, headers))
+            self.requests.append((method, raw_path, headers))
         if method == "POST" and path == "/token":
-            length = int(h.headers.get("Content-Length") or 0)
-            form = parse_qs(h.rfile.read(length).decode())
+            form = parse_qs(body.decode())
             self.token_requests.append(form)
             if form.get("client_id") == [CLIENT_ID] and form.get("client_secret") == [CLIENT_SECRET]:
-                return self._send(h, 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600})
-            return self._send(h, 400, {"error": "invalid_client"})
+                return self._send(200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3600})
+            return self._send(400, {"error": "invalid_client"})
         fault = self._fault_for(path)
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
-            return self._send(h, fault.status, {"code": fault.status, "description": "injected fault"}, fault.headers)
+            return self._send(fault.status, {"code": fault.status, "description": "injected fault"}, fault.headers)
         accepted = {TOKEN, self.static_token} - {None}
         if headers.get("Authorization", "").removeprefix("Bearer ") not in accepted:
-            return self._send(h, 401, {"description": "no or bad token"})
+            return self._send(401, {"description": "no or bad token"})
         token = headers.get("MS-ContinuationToken")
         if path == "/v1/customers":
-            return self._page(h, self.customers, token, next_uri=f"/customers?size={self.page_size}&seekOperation=next")
+            return self._page(self.customers, token, next_uri=f"/customers?size={self.page_size}&seekOperation=next")
         if path.startswith("/v1/customers/") and path.endswith("/subscriptions"):
             tenant = path.split("/")[3]
             if tenant not in self.subscriptions and tenant not in {c["id"] for c in self.customers}:
-                return self._send(h, 404, {"description": "customer not found"})
-            return self._page(h, self.subscriptions.get(tenant, []), token, next_uri=None)
+                return self._send(404, {"description": "customer not found"})
+            return self._page(self.subscriptions.get(tenant, []), token, next_uri=None)
         if path == "/v1/usage/lineitems":
             items = self.usage.get((query.get("usageDate", ""), query.get("type", "")), [])
-            return self._page(h, items, token, next_uri=f"/v1/usage/lineitems?usageDate={query.get('usageDate')}&type={query.get('type')}")
+            return self._page(items, token, next_uri=f"/v1/usage/lineitems?usageDate={query.get('usageDate')}&type={query.get('type')}")
         if path == "/payments":
-            return self._page(h, self.payments, token, next_uri="/payments?page=next")
-        return self._send(h, 404, {"description": f"no route {path}"})
+            return self._page(self.payments, token, next_uri="/payments?page=next")
+        return self._send(404, {"description": f"no route {path}"})
 
-    def _page(self, h: BaseHTTPRequestHandler, items: list[Any], token: str | None, next_uri: str | None) -> None:
+    def _page(self, items: list[Any], token: str | None, next_uri: str | None) -> tuple[int, bytes, dict[str, str]]:
         start = int(token.removeprefix("ct-")) if token else 0
         chunk = items[start : start + self.page_size]
         body: dict[str, Any] = {"totalCount": len(items), "items": chunk, "attributes": {"objectType": "Collection"}}
@@ -164,7 +182,7 @@ class FakePartnerCenter:
             body["continuationToken"] = nxt
             if next_uri:
                 body["links"] = {"next": {"uri": next_uri, "method": "GET", "headers": [{"key": "MS-ContinuationToken", "value": nxt}]}}
-        self._send(h, 200, body)
+        return self._send(200, body)
 
 
 def pc_subscription(sub_id: str, offer_id: str, quantity: Any = 10, status: str = "active", cycle: str = "monthly", **extra: Any) -> dict[str, Any]:

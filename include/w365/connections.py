@@ -1,13 +1,9 @@
 """Airflow Connections for the integrations (SPEC P4: credentials never in code or the store).
 
-``get_connection(conn_id)`` is the one place that resolves a connection id: through Airflow
-(``airflow.sdk.BaseHook.get_connection``: its secrets backends, environment variables, the
-metadata database or the task API) when Airflow is installed, else from the environment variable
-``AIRFLOW_CONN_<ID>`` in either of Airflow's two forms:
-
-* URI:  ``AIRFLOW_CONN_PARTNER_CENTER='https://app-id:secret@api.partnercenter.microsoft.com?token_url=...'``
-* JSON: ``AIRFLOW_CONN_PARTNER_CENTER='{"conn_type": "https", "host": "...", "login": "...",
-  "password": "...", "extra": {"token_url": "..."}}'``
+``get_connection(conn_id)`` is the one place that resolves a connection id, through Airflow's own
+Connection API (``airflow.sdk.BaseHook.get_connection``: its secrets backends, the environment
+variable ``AIRFLOW_CONN_<ID>`` in either of Airflow's forms, the metadata database, or the task
+API inside a task). Nothing here parses a connection itself.
 
 The result is a plain :class:`ConnectionInfo` whose ``repr`` hides the password, so logging one
 never leaks a secret. Nothing here runs at import time.
@@ -15,11 +11,9 @@ never leaks a secret. Nothing here runs at import time.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from w365.config import import_airflow
 from w365.errors import W365Error
@@ -87,6 +81,8 @@ class ConnectionInfo:
         """A folder or file for file-based integrations: ``extra.path``, else the host (JSON form
         ``{"conn_type": "fs", "host": "/data/drop"}``), else a ``file://`` URI's path."""
         value = self.extra.get("path") or self.host
+        if not value and self.conn_type in ("file", "fs") and self.schema:
+            value = "/" + self.schema.lstrip("/")  # Airflow reads file:///srv/files as schema "srv/files"
         if value and str(value).startswith("file://"):
             value = unquote(urlsplit(str(value)).path)
         return str(value) if value else None
@@ -101,67 +97,19 @@ def env_var(conn_id: str) -> str:
     return "AIRFLOW_CONN_" + conn_id.upper()
 
 
-def parse_connection(conn_id: str, value: str) -> ConnectionInfo:
-    """Parse Airflow's environment forms (JSON or URI) into a ConnectionInfo."""
-    text = value.strip()
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise W365Error(f"{env_var(conn_id)} is not valid JSON: {exc.msg}") from None
-        extra = data.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra) if extra.strip() else {}
-        port = data.get("port")
-        return ConnectionInfo(
-            conn_id, data.get("conn_type"), data.get("host"), data.get("login"), data.get("password"),
-            int(port) if port not in (None, "") else None, data.get("schema"), dict(extra),
-        )
-    parts = urlsplit(text)
-    conn_type = parts.scheme.replace("-", "_") or None
-    host = unquote(parts.hostname) if parts.hostname else None
-    if conn_type in ("file", "fs") and not host:
-        host = unquote(parts.path) or None
-        schema = None
-    else:
-        schema = unquote(parts.path.lstrip("/")) or None
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    extra: dict[str, Any] = {}
-    if "__extra__" in query:
-        extra = json.loads(query.pop("__extra__"))
-    extra.update(query)
-    return ConnectionInfo(
-        conn_id, conn_type, host, unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None, parts.port, schema, extra,
-    )
-
-
-def _from_airflow(conn_id: str) -> ConnectionInfo | None:
-    try:
-        BaseHook = import_airflow("airflow.sdk").BaseHook  # noqa: N806
-    except Exception:  # noqa: BLE001 - Airflow not installed: environment only
-        return None
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and friends
-        if "isn't defined" in str(exc) or type(exc).__name__.endswith("NotFoundException"):
-            raise ConnectionNotFound(f"Airflow connection {conn_id!r} is not defined (or set {env_var(conn_id)})") from None
-        raise W365Error(f"Airflow connection {conn_id!r} could not be read: {type(exc).__name__}") from None
-    extra = conn.extra_dejson if hasattr(conn, "extra_dejson") else {}
-    return ConnectionInfo(
-        conn_id, conn.conn_type, conn.host, conn.login, conn.password,
-        int(conn.port) if conn.port else None, conn.schema, dict(extra or {}),
-    )
-
-
 def get_connection(conn_id: str) -> ConnectionInfo:
-    """Resolve ``conn_id`` (see the module docstring). Raises :class:`ConnectionNotFound`."""
+    """Resolve ``conn_id`` through Airflow. Raises :class:`ConnectionNotFound`."""
     if not conn_id:
         raise ConnectionNotFound("no connection id configured")
-    found = _from_airflow(conn_id)
-    if found is not None:
-        return found
-    value = os.environ.get(env_var(conn_id))
-    if not value:
-        raise ConnectionNotFound(f"connection {conn_id!r} is not defined: set {env_var(conn_id)} or an Airflow Connection")
-    return parse_connection(conn_id, value)
+    base_hook = import_airflow("airflow.sdk").BaseHook
+    not_found = import_airflow("airflow.sdk.exceptions").AirflowNotFoundException
+    try:
+        conn = base_hook.get_connection(conn_id)
+    except not_found:
+        raise ConnectionNotFound(f"Airflow connection {conn_id!r} is not defined (or set {env_var(conn_id)})") from None
+    except Exception as exc:  # noqa: BLE001 - a secrets backend that fails: one line, the type only (no secret)
+        raise W365Error(f"Airflow connection {conn_id!r} could not be read: {type(exc).__name__}") from None
+    return ConnectionInfo(
+        conn_id, conn.conn_type, conn.host or None, conn.login, conn.password,
+        int(conn.port) if conn.port else None, conn.schema or None, dict(conn.extra_dejson or {}),
+    )

@@ -20,9 +20,9 @@ from w365.billing.invoicing.generator import (
     Pricer,
     SubscriptionInput,
     propose_lines,
-    total,
 )
 from w365.core.ledger import Change, State
+from w365.core.money import sum_amounts
 
 UNITS = {"MONTHLY": 1, "QUARTERLY": 3, "ANNUAL": 12, "TRIENNIAL": 36, "ONE_TIME": None}
 DEC = BillingIntervalDetail(date(2025, 12, 1), 1).period(0)
@@ -40,6 +40,11 @@ def activation(lcl_id, day, q, **kw):
 def change(lcl_id, bill_from, before, after, slcl_id=None, apply_refund=True):
     order = lcl_id if lcl_id is not None else 10**9 + (slcl_id or 0)
     return Change(lcl_id, bill_from, before, after, slcl_id=slcl_id, apply_refund=apply_refund, order=order)
+
+
+def total(lines, currency="USD"):
+    """An invoice total as the dispatcher writes it (SPEC M2: the sum of rounded lines)."""
+    return sum_amounts((ln.amount for ln in lines), currency)
 
 
 def contract(months=1, currency="USD", anchor=date(2025, 12, 1), end=None):
@@ -154,7 +159,9 @@ def test_c4_cancellation_with_refund_credits_prepaid_days_without_refund_does_no
     base = (activation(1, date(2025, 12, 1), 10),)
     billed = as_billed(run([SubscriptionInput(7, "Basic", "license", "USD", base)]))
     # Dec 1 -- 10 seats -- Dec 20 | cancelled on Dec 20 (23:30): nothing from Dec 21
-    cancel = lambda refund: change(2, date(2025, 12, 21), st(10), st(10, status="deactivated"), apply_refund=refund)
+    def cancel(refund):
+        return change(2, date(2025, 12, 21), st(10), st(10, status="deactivated"), apply_refund=refund)
+
     with_refund = run([SubscriptionInput(7, "Basic", "license", "USD", base + (cancel(True),))], billed)
     assert [(l.quantity, l.days, l.amount) for l in with_refund] == [(Decimal(-10), 31, Decimal("-100.00")), (Decimal(10), 20, Decimal("64.52"))]
     assert total(with_refund) == Decimal("-35.48")  # the unused prepaid days Dec 21-31

@@ -14,7 +14,6 @@ from w365.store.models import (
     ChangeEffective,
     ExchangeRate,
     Invoice,
-    InvoiceKind,
     InvoiceLine,
     JobException,
     ProductKind,

@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 import factories as f
 from conftest import reset_store
 from w365 import hooks
-from w365.store.models import QRB, BillingContract, ChangeEffective, Invoice, InvoiceLine, ScheduledLicenseChangeLog, SLCLStatus
+from w365.store.models import QRB, BillingContract, ChangeEffective, Invoice, InvoiceLine, ScheduledLicenseChangeLog
 from w365.store.retry import transient_reason
 from w365.billing.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices
 from w365.billing.scheduled_changes import merge_due_slcls

@@ -1,7 +1,7 @@
 """Scheduled suspensions (issue 13, item 8): a suspension on a future date is a scheduled change
 like any other (SPEC C1, C6), merged by the Scheduled Update at 23:30 on its date, and billed
 through that day and not after (SPEC S2, S6: negative, bill from D + 1), by the engine (the
-loader's overlay of pending SLCLs, C12), the merge (``w365.billing.scheduled_changes.target_state``) and the
+loader's overlay of pending SLCLs, C12), the merge (``w365.core.ledger.scheduled_state``) and the
 independent auditor (``w365.operations.audit``) alike. Migration 0004 widens the action's CHECK."""
 
 import os

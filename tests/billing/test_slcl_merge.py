@@ -1,9 +1,7 @@
 """The Scheduled Update merge (issue 3): SPEC C6, C9, C10, C11, C12, and its concurrency."""
 
 from datetime import date, datetime, time, timezone
-from decimal import Decimal
 
-import pytest
 from sqlalchemy import func, select
 
 import factories as f

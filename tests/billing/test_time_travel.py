@@ -12,12 +12,11 @@ invoice is due to bill (B4).
 """
 
 import random
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, time, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
 
-import factories as f
 from w365.store.models import QRB, ChangeEffective, Subscription, SubscriptionStatus
 from w365.interfaces.demo import DemoSpec, load_demo
 from w365.errors import ValidationError

@@ -59,7 +59,7 @@ def _why_no_browser() -> str | None:
     try:
         import selenium  # noqa: F401
     except ImportError:
-        return "the Python package selenium is not installed (requirements.txt)"
+        return "the Python package selenium is not installed (requirements-dev.txt)"
     return None
 
 
@@ -346,7 +346,7 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
                                      ("invoices", "/w365/invoices", "table#invoices"),
                                      ("metrics", "/w365/metrics", "#trend svg")):
             driver.get(af["url"] + path)
-            WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+            WebDriverWait(driver, 30).until(lambda d, selector=selector: d.find_elements(By.CSS_SELECTOR, selector))
             shot(driver, f"admin-04-{name}")
             if name == "metrics":  # issue 13 (item 5): a trend is a line through the days, not a dot
                 lines = driver.find_elements(By.CSS_SELECTOR, "#trend svg polyline.series")

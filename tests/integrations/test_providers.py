@@ -2,13 +2,14 @@
 
 import json
 import logging
+import os
 from datetime import date
 
 import pytest
 
 from pc_server import CLIENT_SECRET, TOKEN, Fault, pc, pc_subscription, pc_usage  # noqa: F401 - pc is a fixture
 from w365 import connections
-from w365.connections import ConnectionInfo, ConnectionNotFound, get_connection, parse_connection
+from w365.connections import ConnectionInfo, ConnectionNotFound, get_connection
 from w365.integrations.http import HttpError, JsonHttpClient, retry_after_seconds
 from w365.integrations.providers import BadRecord, ProviderUnavailable, client_for, parse_subscription
 from w365.integrations.providers.file_drop import FileDropProvider
@@ -20,9 +21,26 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def client(pc, sleeps=None, **extra) -> PartnerCenterClient:
-    conn = parse_connection("partner_center", pc.connection_json(**extra))
-    return PartnerCenterClient.from_connection(conn, sleep=sleeps if sleeps is not None else Sleeps())
+def as_airflow_reads(conn_id: str, value: str) -> ConnectionInfo:
+    """The connection Airflow resolves from ``AIRFLOW_CONN_<ID>=value`` (SPEC P4)."""
+    key = connections.env_var(conn_id)
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        return get_connection(conn_id)
+    finally:
+        if old is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = old
+
+
+def client(pc, sleeps=None, over_socket=False, **extra) -> PartnerCenterClient:
+    """A client of the fake Partner Center, in process (httpx.MockTransport) unless the test needs
+    a real socket (timeouts)."""
+    conn = as_airflow_reads("partner_center", pc.connection_json(**extra))
+    return PartnerCenterClient.from_connection(conn, sleep=sleeps if sleeps is not None else Sleeps(),
+                                               transport=None if over_socket else pc.transport())
 
 
 # ------------------------------------------------------------------------------------------
@@ -30,7 +48,7 @@ def client(pc, sleeps=None, **extra) -> PartnerCenterClient:
 
 
 def test_p4_connection_uri_form_and_password_never_in_repr():
-    conn = parse_connection("partner_center", "https://app-id:p%40ss-w0rd@api.example.com:8443/root?token_url=https%3A%2F%2Flogin%2Ft&scope=x")
+    conn = as_airflow_reads("partner_center", "https://app-id:p%40ss-w0rd@api.example.com:8443/root?token_url=https%3A%2F%2Flogin%2Ft&scope=x")
     assert (conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema) == (
         "https", "api.example.com", "app-id", "p@ss-w0rd", 8443, "root")
     assert conn.extra == {"token_url": "https://login/t", "scope": "x"}
@@ -39,21 +57,21 @@ def test_p4_connection_uri_form_and_password_never_in_repr():
 
 
 def test_p4_connection_json_form_and_file_path():
-    conn = parse_connection("drop", json.dumps({"conn_type": "fs", "extra": {"path": "/data/drop", "api_key": "k-123"}}))
+    conn = as_airflow_reads("drop", json.dumps({"conn_type": "fs", "extra": {"path": "/data/drop", "api_key": "k-123"}}))
     assert conn.path() == "/data/drop"
     assert "k-123" not in repr(conn)
-    assert parse_connection("drop", "file:///srv/files").path() == "/srv/files"
+    assert as_airflow_reads("drop", "file:///srv/files").path() == "/srv/files"
+    assert as_airflow_reads("drop", json.dumps({"conn_type": "fs", "host": "/srv/drop"})).path() == "/srv/drop"
     assert ConnectionInfo("x", host="https://h.example/base/").base_url() == "https://h.example/base"
 
 
-def test_p4_connection_from_environment_with_and_without_airflow(monkeypatch):
+def test_p4_connections_come_from_airflow_and_a_missing_one_is_named(monkeypatch):
+    """SPEC P4, issue 14: Airflow's Connection API resolves every connection (here its
+    environment backend); a missing one is named with the variable that would define it."""
     monkeypatch.setenv("AIRFLOW_CONN_W365_TEST_CONN", "http://user:secret-1@127.0.0.1:9999/api")
-    via_airflow = get_connection("w365_test_conn")  # airflow.sdk.BaseHook reads the env form
-    monkeypatch.setattr(connections, "_from_airflow", lambda conn_id: None)  # no Airflow: our own parser
-    via_env = get_connection("w365_test_conn")
-    for conn in (via_airflow, via_env):
-        assert (conn.host, conn.login, conn.password, conn.port) == ("127.0.0.1", "user", "secret-1", 9999)
-        assert conn.base_url() == "http://127.0.0.1:9999/api"
+    conn = get_connection("w365_test_conn")
+    assert (conn.host, conn.login, conn.password, conn.port) == ("127.0.0.1", "user", "secret-1", 9999)
+    assert conn.base_url() == "http://127.0.0.1:9999/api"
     with pytest.raises(ConnectionNotFound, match="AIRFLOW_CONN_W365_NOT_THERE"):
         get_connection("w365_not_there")
 
@@ -132,7 +150,7 @@ def test_p1_customer_list_down_is_provider_unavailable(pc):
 def test_p1_requests_time_out(pc):
     _customers(pc, 1)
     pc.faults.append(Fault("/v1/customers", 200, 5, delay=0.5))
-    with client(pc, timeout="0.1", max_retries="1") as c, pytest.raises(ProviderUnavailable, match="timed out"):
+    with client(pc, over_socket=True, timeout="0.1", max_retries="1") as c, pytest.raises(ProviderUnavailable, match="timed out"):
         list(c.subscription_batches())
 
 

@@ -20,6 +20,7 @@ import factories as f
 from pc_server import pc, pc_subscription  # noqa: F401 - pc is a fixture
 from w365 import hooks
 from w365.orchestration import jobs
+from w365.orchestration.catalogue import JobKind
 from w365.interfaces.cli import main
 from w365.store.models import Invoice, JobException, LicenseChangeLog, ProviderKind, Subscription
 from w365.billing.invoicing import dispatcher
@@ -70,7 +71,7 @@ CHANGE_CASES = [
     (["--quantity", "12", "--effective", "custom", "--date", "2026-02-30"], f"error: argument --date: '2026-02-30' is not a date (YYYY-MM-DD) {HELP}", 2),
     (["--sales-unit", "X" * 300], f"error: argument --sales-unit: is 300 characters long; at most 24 are allowed {HELP}", 2),
     (["--quantity", "12", "--by", "me\x1b[2J"], f"error: argument --by: 'me\\x1b[2J' contains the control character U+001B at character 3 {HELP}", 2),
-    (["--quantity", "12", "--frobnicate"], f"error: unrecognized arguments: --frobnicate (see `w365 --help`)", 2),
+    (["--quantity", "12", "--frobnicate"], "error: unrecognized arguments: --frobnicate (see `w365 --help`)", 2),
     # Within each bound, but what it would bill per sales unit does not fit an invoice line: a rule.
     (["--quantity", "1000000", "--selling-price", "2000000"],
      "error: subscription #{id} (Business Basic - Fabrikam): quantity x price 1,000,000 x 2,000,000 = 2,000,000,000,000 is above "
@@ -248,7 +249,7 @@ def test_issue12_j6_lost_connection_is_one_line_saying_what_was_committed(store,
     def lost(*_a, **_k):
         raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"), connection_invalidated=True)
 
-    monkeypatch.setattr(jobs, "full_cycle_invoice_monthly", lost)
+    monkeypatch.setitem(jobs.ENTRY_POINTS, JobKind.FULL_CYCLE_INVOICE, lost)
     assert main(LOST_RUN) == 1
     assert one_error(capsys) == LOST
     # Another verb: one transaction, so nothing was written.
@@ -264,7 +265,7 @@ def test_issue12_j6_unexpected_error_is_one_line_too(store, loaded, capsys, monk
     def boom(*_a, **_k):
         raise KeyError("surprise")
 
-    monkeypatch.setattr(jobs, "full_cycle_invoice_monthly", boom)
+    monkeypatch.setitem(jobs.ENTRY_POINTS, JobKind.FULL_CYCLE_INVOICE, boom)
     assert main(LOST_RUN) == 1
     assert one_error(capsys) == ("error: unexpected error (KeyError: 'surprise'); nothing of the transaction in progress was "
                                  "written; rerun with --debug for the traceback and report it")

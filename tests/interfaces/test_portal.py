@@ -124,10 +124,10 @@ def test_c13_wrong_tokens_are_limited_per_client_address(store, session, monkeyp
     attacker = TestClient(app, client=("198.51.100.7", 40000))
     other = TestClient(app, client=("198.51.100.8", 40000))
     right, wrong = {"Authorization": f"Bearer {token}"}, {"Authorization": "Bearer guess"}
-    for n in range(5):
+    for _ in range(5):
         assert attacker.get("/subscriptions", headers=wrong).status_code == 401
     clock.advance(seconds=30)
-    for n in range(5):
+    for _ in range(5):
         assert attacker.get("/subscriptions", headers=wrong).status_code == 401
     r = attacker.get("/subscriptions", headers=wrong)
     assert r.status_code == 429 and r.headers["retry-after"] == "30" and "too many failed" in r.json()["detail"]
@@ -139,7 +139,7 @@ def test_c13_wrong_tokens_are_limited_per_client_address(store, session, monkeyp
     assert other.get("/subscriptions", headers=wrong).status_code == 401
     clock.advance(seconds=30)  # the first five left the window (sliding, not a fixed minute)
     assert attacker.get("/subscriptions", headers=right).status_code == 200
-    for n in range(5):
+    for _ in range(5):
         assert attacker.get("/subscriptions", headers=wrong).status_code == 401
     r = attacker.get("/subscriptions", headers=right)
     assert r.status_code == 429 and r.headers["retry-after"] == "30"
@@ -149,7 +149,7 @@ def test_c13_wrong_tokens_are_limited_per_client_address(store, session, monkeyp
     # Behind a configured proxy the client is the address it forwards, not the proxy itself.
     monkeypatch.setenv("AIRFLOW__W365__TRUSTED_PROXIES", "10.0.0.0/24")
     proxy = TestClient(app, client=("10.0.0.5", 40000))
-    for n in range(10):
+    for _ in range(10):
         assert proxy.get("/subscriptions", headers={**wrong, "X-Forwarded-For": "203.0.113.5"}).status_code == 401
     assert proxy.get("/subscriptions", headers={**right, "X-Forwarded-For": "203.0.113.5"}).status_code == 429
     # ... and a client cannot escape by putting another address in front of the chain.

@@ -3,8 +3,7 @@
 from datetime import date, datetime, timezone
 from decimal import Decimal
 
-import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 import factories as f
 from w365.orchestration import jobs
@@ -18,8 +17,6 @@ from w365.store.models import (
     UsageKind,
     UsageRecord,
 )
-from w365.core.ledger import BillingTimeline, change_of
-from w365.operations.metrics import states_on
 from w365.billing.scheduled_changes import merge_due_slcls
 from w365.billing.changes import ChangeRequest, change_subscription
 
@@ -111,23 +108,3 @@ def test_j1_expired_contract_gets_one_zero_snapshot(store):
     assert [m for _c, _d, m, _a in snapshots(store)] == [Decimal("250.00"), Decimal("0.00")]
 
 
-def test_s3_vectorised_state_matches_the_ledger_timeline(store):
-    """The pandas fold gives, for every day, what the ledger's BillingTimeline gives."""
-    seed(store)
-    from w365.store.models import LicenseChangeLog
-    from w365.operations.metrics import _licence_lcls
-
-    with store.session() as s:
-        lcls = _licence_lcls(s, [1])
-        changes = {}
-        for lcl in s.scalars(select(LicenseChangeLog)):
-            changes.setdefault(lcl.subscription_id, []).append(change_of(lcl))
-        for day in pd.date_range("2025-11-30", "2026-02-01").date:
-            got = states_on(lcls, day).set_index("subscription_id")
-            for sid in got.index:
-                seg = BillingTimeline(changes[sid]).state_on(day)
-                assert seg is not None
-                row = got.loc[sid]
-                assert (row["quantity"], row["selling_price"], row["sales_unit"], row["status"]) == (
-                    seg.state.quantity, seg.state.selling_price, seg.state.sales_unit, seg.state.status)
-        assert s.scalar(select(func.count()).select_from(LicenseChangeLog)) > 6

@@ -4,15 +4,19 @@ environment: a local Partner Center, a file-drop folder, a price list, an accoun
 A second round for the same date changes nothing."""
 
 import json
-from datetime import date
+from datetime import date, datetime, timezone
 from decimal import Decimal
 
 from sqlalchemy import func, select
 
 from pc_server import pc, pc_subscription, pc_usage  # noqa: F401 - pc is a fixture
+from w365.billing.changes import ChangeRequest, change_subscription
 from w365.orchestration import catalogue, jobs
 from w365.interfaces.cli import main
-from w365.store.models import Base, Customer, Product, ProductKind, Provider, ProviderKind, Subscription
+from w365.store.models import (
+    Base, BillingContract, ContractStatus, Customer, LicenseChangeLog, Product, ProductKind, Provider, ProviderKind, ProvisioningStatus,
+    Subscription,
+)
 from w365.interfaces.demo import DemoSpec, load_demo
 
 AS_OF = date(2026, 1, 1)
@@ -71,6 +75,21 @@ def table_counts(store):
 def test_j1_every_catalogue_job_runs_from_the_cli_and_reruns_change_nothing(store, pc, tmp_path, monkeypatch, capsys):
     configure(store, pc, tmp_path, monkeypatch)
     assert len(catalogue.JOBS) == 17
+    with store.session() as s:  # one seat more at the manual distributor: a change for people to provision
+        manual = s.scalar(select(Subscription).join(Provider, Provider.id == Subscription.provider_id)
+                          .where(Provider.kind == ProviderKind.MANUAL, Subscription.status == "active").order_by(Subscription.id))
+        change_subscription(s, manual.id, ChangeRequest(quantity=manual.quantity + 1),
+                            now=datetime(2025, 12, 31, 18, 0, tzinfo=timezone.utc))
+        s.commit()
+    with store.session() as s:  # what the renewals and the manual-provisioning alerts must find
+        ended = s.execute(select(BillingContract.number, BillingContract.auto_renew).where(
+            BillingContract.status == ContractStatus.ACTIVE, BillingContract.end_date < AS_OF)).all()
+        awaiting = {f"slcl:{sl}" if sl else f"lcl:{lid}" for lid, sl in s.execute(
+            select(LicenseChangeLog.id, LicenseChangeLog.slcl_id)
+            .join(Subscription, Subscription.id == LicenseChangeLog.subscription_id)
+            .join(Provider, Provider.id == Subscription.provider_id)
+            .where(Provider.kind == ProviderKind.MANUAL, LicenseChangeLog.provisioning_status == ProvisioningStatus.PENDING,
+                   LicenseChangeLog.effective_date <= AS_OF))}
     first: dict[str, dict] = {}
     for job in catalogue.JOBS:
         code = main(["run", job.dag_id, "--as-of", AS_OF.isoformat(), "--json"])
@@ -85,8 +104,11 @@ def test_j1_every_catalogue_job_runs_from_the_cli_and_reruns_change_nothing(stor
     assert first["update_metrics_on_billing_contract"]["contracts"] > 0
     assert first["update_pricing_on_product_price"]["inserted"] == 1
     assert first["update_payment_status"]["records"] == 1
-    assert first["auto_renew_billing_contract"]["job"] == "auto_renew_billing_contract"
-    assert first["sync_subscriptions_to_provider_manual"]["awaiting"] >= 0
+    renewals = first["auto_renew_billing_contract"]  # SPEC B2, C2: every ended term renewed or expired
+    assert sorted(r["contract"] for r in renewals["renewed"]) == sorted(n for n, auto in ended if auto)
+    assert sorted(r["contract"] for r in renewals["expired"]) == sorted(n for n, auto in ended if not auto)
+    assert first["sync_subscriptions_to_provider_manual"]["awaiting"] == len(awaiting) > 0  # SPEC C5: one alert each
+    assert sorted(a.dedup_key for a in RecordingNotifier.sent if a.kind == "manual_provisioning") == sorted(awaiting)
     assert all(a.to == ("billing-ops@csp.example",) or a.kind == "manual_provisioning" for a in RecordingNotifier.sent)
     sent = len(RecordingNotifier.sent)
     counts = table_counts(store)
@@ -106,3 +128,5 @@ def test_j1_jobs_list_names_exactly_the_runnable_jobs(store, capsys):
     assert sorted(listed) == sorted(j.dag_id for j in catalogue.JOBS)
     for dag_id in listed:
         assert callable(jobs.function_for(dag_id))
+    # issue 14: an explicit registry, one entry point per kind of job, none left over
+    assert set(jobs.ENTRY_POINTS) == {j.kind for j in catalogue.JOBS}

@@ -328,7 +328,7 @@ def change_subscription(
     )
     session.add(slcl)
     session.flush()
-    log.info("%s: scheduled change #%s for %s", label(sub), slcl.id, scheduled.isoformat())
+    log.info("%s: scheduled change #%s for %s", label(sub), slcl.id, scheduled)
     return ChangeResult(sub, slcl=slcl)
 
 

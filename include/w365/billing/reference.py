@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -119,11 +119,11 @@ def rate_conflict(session: Session, source: str, target: str, rate: Decimal, eff
     )
     if later is not None:
         q = q.where(il.billing_period_from < later)
-    rows = [r for r in session.execute(q.order_by(il.billing_period_from, inv.sequence, il.line_no)).all() if Decimal(r[4]) != rate]
+    rows = [r for r in session.execute(q.order_by(il.billing_period_from, inv.sequence, il.line_no)).all() if r[4] is not None and r[4] != rate]
     if not rows:
         return None
     number, contract, first, last, used = rows[0]
-    return RateConflict(number, contract, first, last, Decimal(used), max(r[2] for r in rows))
+    return RateConflict(number, contract, first, last, cast(Decimal, used), max(r[2] for r in rows))
 
 
 def check_rate(session: Session, source: str, target: str, rate: Any, effective_from: Any) -> tuple[str, str, Decimal, date]:
@@ -177,4 +177,4 @@ def list_rates(session: Session, source: str | None = None, target: str | None =
     if on is not None:  # the rate in force on that day, per pair
         rows = [x for x in rows if x.effective_from <= on and (nxt[x.id] is None or nxt[x.id] > on)]  # type: ignore[operator]
     return [{"from": x.from_currency, "to": x.to_currency, "rate": x.rate, "effective_from": x.effective_from,
-             "effective_to": nxt[x.id] - timedelta(days=1) if nxt[x.id] else None} for x in rows]
+             "effective_to": end - timedelta(days=1) if (end := nxt[x.id]) else None} for x in rows]

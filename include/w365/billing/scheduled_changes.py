@@ -37,7 +37,7 @@ from w365.billing.subscriptions import (
     unit_months,
 )
 from w365.core import tenant_time
-from w365.core.ledger import State, state_of
+from w365.core.ledger import State, scheduled_state, state_of
 from w365.errors import NotFound, ValidationError, W365Error
 from w365.store.bulk import insert_rows, update_rows
 from w365.store.models import (
@@ -77,20 +77,8 @@ class MergeReport:
 
 
 def target_state(slcl: ScheduledLicenseChangeLog, current: State) -> State:
-    status = current.status
-    if slcl.action == SLCLAction.ACTIVATE:
-        status = "active"
-    elif slcl.action == SLCLAction.DEACTIVATE:
-        status = "deactivated"
-    elif slcl.action == SLCLAction.SUSPEND:
-        status = "suspended"
-    return State(
-        current.quantity if slcl.quantity is None else slcl.quantity,
-        current.selling_price if slcl.selling_price is None else slcl.selling_price,
-        current.cost_price if slcl.cost_price is None else slcl.cost_price,
-        current.sales_unit if slcl.sales_unit is None else slcl.sales_unit,
-        status,
-    )
+    """What the merge writes: the scheduled change laid over the current values (core.ledger)."""
+    return scheduled_state(current, SLCLAction(slcl.action).value, slcl.quantity, slcl.selling_price, slcl.cost_price, slcl.sales_unit)
 
 
 def _request_of(slcl: ScheduledLicenseChangeLog) -> ChangeRequest:
@@ -98,7 +86,7 @@ def _request_of(slcl: ScheduledLicenseChangeLog) -> ChangeRequest:
     return ChangeRequest(action=action, apply_refund=slcl.apply_refund, currency=slcl.currency, price_list=slcl.price_list)
 
 
-def check_merge(session: Session, slcl: ScheduledLicenseChangeLog, sub: Subscription, contract: BillingContract, as_of: datetime) -> State:
+def check_merge(session: Session, slcl: Any, sub: Any, contract: Any, as_of: datetime) -> State:
     """SPEC C10: re-check what the seeds' troubleshooting list names; returns the new state."""
     if slcl.scheduled_for > as_of:
         raise ValidationError(f"scheduled change #{slcl.id}", f"is not due until {slcl.scheduled_for.isoformat()}", "SPEC C10")
@@ -191,7 +179,7 @@ def _merge_rows(session: Session, ids: list[int], as_of: datetime, now: datetime
     insert_rows(session, LicenseChangeLog, lcl_rows)
     update_rows(session, Subscription, sub_rows)
     attempts = {x.id: x.attempts + 1 for x in slcls}
-    outcome = [(i, SLCLStatus.ARCHIVED, None, now) for i in merged]
+    outcome: list[tuple[int, SLCLStatus, str | None, datetime | None]] = [(i, SLCLStatus.ARCHIVED, None, now) for i in merged]
     outcome += [(i, SLCLStatus.ARCHIVED, "already applied: the subscription had these values", now) for i in already]
     outcome += [(i, SLCLStatus.MERGE_FAILED, reason, None) for i, reason in failed.items()]
     update_rows(session, ScheduledLicenseChangeLog, [

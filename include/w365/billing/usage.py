@@ -22,7 +22,6 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqlalchemy import Engine, func, select, type_coerce
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from w365.billing.invoicing.dispatcher import InvoiceSummary, write_plans
@@ -32,7 +31,7 @@ from w365.billing.invoicing.generator import (
     Pricer,
     ProposedLine,
 )
-from w365.billing.invoicing.loader import ContractBundle, ContractRow, load_rates
+from w365.billing.invoicing.loader import ContractBundle, ContractRow, contract_rows, load_rates
 from w365.billing.invoicing.planner import Plan, PlannedInvoice
 from w365.core.calendar import Period, add_months
 from w365.core.money import (
@@ -44,7 +43,6 @@ from w365.core.money import (
 )
 from w365.store.job_report import record_exceptions
 from w365.store.models import (
-    BillingContract,
     Invoice,
     InvoiceKind,
     Product,
@@ -53,6 +51,7 @@ from w365.store.models import (
     UsageKind,
     UsageRecord,
 )
+from w365.store.retry import batch_or_each
 from w365.store.session import get_engine, is_postgres, lock_contracts, session_scope
 from w365.store.types import ExactDecimal
 
@@ -99,11 +98,11 @@ def usage_sums(session: Session, start: date, end: date, kinds: Iterable[str], s
             .where(*cond).group_by(u.subscription_id, u.usage_date, u.kind, u.currency)
         )
         for sid, d, k, cur, total in session.execute(q):
-            out[(sid, d, getattr(k, "value", k), cur)] = total
+            out[(sid, d, k, cur)] = total
     else:
         q = select(u.subscription_id, u.usage_date, u.kind, u.currency, u.pre_tax_total).where(*cond)
         for sid, d, k, cur, total in session.execute(q.execution_options(yield_per=20000)):
-            out[(sid, d, getattr(k, "value", k), cur)] += total
+            out[(sid, d, k, cur)] += total
     return dict(out)
 
 
@@ -123,14 +122,6 @@ def markup_factor(markup_pct: Decimal) -> Fraction:
 
 # --------------------------------------------------------------------------------------------
 # Monthly usage invoices (SPEC B3)
-
-
-def _contract_row(c: BillingContract) -> ContractRow:
-    return ContractRow(
-        c.id, c.number, c.customer_id, c.currency, c.frequency, c.start_date, c.end_date, c.auto_renew,
-        getattr(c.status, "value", c.status), c.next_invoice_date, c.billed_from, c.payment_terms_days,
-        getattr(c.change_billing, "value", c.change_billing),
-    )
 
 
 def plan_usage_invoice(
@@ -184,16 +175,13 @@ def bill_usage_month(first: date, *, as_of: date, engine: Engine | None = None, 
     totals_all: dict[tuple[int, str], Decimal] = defaultdict(Decimal)
     for (sid, _d, _k, cur), v in sums.items():
         totals_all[(sid, cur)] += v
+    month = report["month"]
     for i in range(0, len(todo), batch):
-        chunk = todo[i : i + batch]
-        try:
-            _bill_batch(engine, chunk, period, totals_all, as_of=as_of, report=report, units_loader=load_units)
-        except IntegrityError:
-            for cid in chunk:  # another run billed part of the batch: one at a time, conflicts are no-ops
-                try:
-                    _bill_batch(engine, [cid], period, totals_all, as_of=as_of, report=report, units_loader=load_units)
-                except IntegrityError:
-                    log.info("usage invoice for contract #%d and %s exists already", cid, report["month"])
+        batch_or_each(
+            todo[i : i + batch],
+            lambda ids: _bill_batch(engine, ids, period, totals_all, as_of=as_of, report=report, units_loader=load_units),
+            lambda ids: f"{JOB_FINAL}: usage invoices for {month}, {len(ids)} contract(s) from #{ids[0]}",
+        )
     return report
 
 
@@ -214,23 +202,24 @@ def _bill_batch(engine: Engine, ids: list[int], period: Period, totals: dict[tup
         plans: dict[int, Plan] = {}
         problems: dict[str, str] = {}
         ok: list[str] = []
-        for c in s.scalars(select(BillingContract).where(BillingContract.id.in_(ids)).order_by(BillingContract.id)):
-            if c.id in done:
+        rows = contract_rows(s, ids)
+        for cid in sorted(rows):
+            if cid in done:
                 continue
-            row = _contract_row(c)
+            row = rows[cid]
             try:
                 minor_units(row.currency)  # an unknown contract currency skips the contract
                 # Only the exchange rates matter here: usage periods are calendar months.
                 terms = ContractTerms(row.id, row.number, row.currency, row.start_date, 1)
-                inv = plan_usage_invoice(row, period, subs_by_contract[c.id], totals, Pricer(terms, units, rates))
+                inv = plan_usage_invoice(row, period, subs_by_contract[cid], totals, Pricer(terms, units, rates))
             except (BadContractData, UnknownCurrency) as exc:
                 problems[row.number] = str(exc)
                 continue
             ok.append(row.number)
             if inv is None:
                 continue
-            bundles[c.id] = ContractBundle(row)
-            plans[c.id] = Plan([inv], next_invoice_date=row.next_invoice_date, billed_from=row.billed_from)
+            bundles[cid] = ContractBundle(row)
+            plans[cid] = Plan([inv], next_invoice_date=row.next_invoice_date, billed_from=row.billed_from)
         summaries: list[InvoiceSummary] = write_plans(s, bundles, plans, as_of=as_of, job=JOB_FINAL)
         record_exceptions(s, JOB_FINAL, as_of, "billing_contract", problems, cleared=ok)
     for key, reason in problems.items():

@@ -9,6 +9,7 @@ the 28th. Periods are half-open ``[start, end)``; inclusive "to" dates are only 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -16,7 +17,7 @@ from typing import Iterator
 
 from dateutil.relativedelta import relativedelta
 
-from w365.core.money import round_half_up, round_price
+from w365.core.money import PRICE_PLACES, divide_round, product, round_half_up
 
 # Built-in frequencies (SPEC B1). Custom cadences come from the unit_mapping table.
 MONTHLY, QUARTERLY, SEMI_ANNUAL, ANNUAL, TRIENNIAL = 1, 3, 6, 12, 36
@@ -124,23 +125,28 @@ def proration_factor(days: int, period_days: int) -> Fraction:
     return Fraction(days, period_days)
 
 
-def factor_for_display(factor: Fraction) -> Decimal:
-    return round_half_up(factor, 10)
+@lru_cache(maxsize=4096)
+def stored_proration(days: int, period_days: int) -> Decimal:
+    """The proration factor as an invoice line stores and shows it (SPEC M3): 10 places, half up.
+    Amounts never use it (they are computed exactly from days / period days, SPEC M2)."""
+    return round_half_up(proration_factor(days, period_days), 10)
 
 
-def price_per_period(price: Decimal, unit_months: int | None, period_months: int) -> Decimal:
-    """Convert a price per sales unit into a price per billing period (SPEC B5).
+def price_per_period(price: Decimal, unit_months: int | None, period_months: int, rate: Decimal | None = None) -> Decimal:
+    """Convert a price per sales unit into a price per billing period (SPEC B5), converted at
+    ``rate`` into the contract's currency when the price is in another one (SPEC S1).
 
     Annual = 12 x Monthly, Triennial = 36 x Monthly: a monthly price on an annual contract is
     multiplied by 12; an annual price on a monthly contract is divided by 12 and kept to six
     places, the precision stored on invoice lines (the line amount is computed from that stored
-    unit price, so every amount can be recomputed from what the line shows).
+    unit price, so every amount can be recomputed from what the line shows). One rounding, of
+    the exact price x period months x rate / unit months.
     """
     if unit_months is None:
         raise CalendarError("a one-time sales unit has no price per period")
     if unit_months <= 0:
         raise CalendarError(f"sales unit of {unit_months} months")
-    return round_price(Fraction(price) * Fraction(period_months, unit_months))
+    return divide_round(product(price, period_months, rate if rate is not None else 1), unit_months, PRICE_PLACES)
 
 
 def frequency_group(period_months: int) -> str:
@@ -156,13 +162,3 @@ def frequency_group(period_months: int) -> str:
     return "annual"
 
 
-def days_between(start: date, end: date) -> int:
-    return (end - start).days
-
-
-def daterange(start: date, end: date) -> Iterator[date]:
-    d = start
-    one = timedelta(days=1)
-    while d < end:
-        yield d
-        d += one

@@ -53,8 +53,21 @@ class Change:
     order: int = 0  # write order; LCL id, or a large number for not-yet-merged SLCLs
 
 
-def _as_status(value: object) -> str:
-    return getattr(value, "value", value)  # enum or str
+# The status a scheduled change's action leaves a subscription in ("change" keeps it).
+STATUS_AFTER_ACTION = {"activate": "active", "deactivate": "deactivated", "suspend": "suspended"}
+
+
+def scheduled_state(current: State, action: str, quantity: int | None, selling_price: Decimal | None,
+                    cost_price: Decimal | None, sales_unit: str | None) -> State:
+    """A scheduled change laid over the current values (SPEC C12): what it sets, the rest as is.
+    The one overlay: the invoice loader bills pending SLCLs with it, the merge writes it."""
+    return State(
+        current.quantity if quantity is None else quantity,
+        current.selling_price if selling_price is None else selling_price,
+        current.cost_price if cost_price is None else cost_price,
+        current.sales_unit if sales_unit is None else sales_unit,
+        STATUS_AFTER_ACTION.get(action, current.status),
+    )
 
 
 def state_of(obj: object, suffix: str = "") -> State:
@@ -64,7 +77,7 @@ def state_of(obj: object, suffix: str = "") -> State:
         selling_price=getattr(obj, "selling_price" + suffix),
         cost_price=getattr(obj, "cost_price" + suffix),
         sales_unit=getattr(obj, "sales_unit" + suffix),
-        status=_as_status(getattr(obj, "status" + suffix)),
+        status=getattr(obj, "status" + suffix),
     )
 
 

@@ -9,21 +9,31 @@ with ``fractions.Fraction`` and rounded exactly once, so no intermediate ever lo
 from __future__ import annotations
 
 import decimal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Union
 
-# ISO 4217 minor units for the currencies a CSP is likely to invoice in. An unknown code is an
-# error, never a silent two-decimal default: KWD and JPY invoices would be wrong by 10x / 100x.
-MINOR_UNITS: dict[str, int] = {
-    "AED": 2, "ARS": 2, "AUD": 2, "BGN": 2, "BHD": 3, "BRL": 2, "CAD": 2, "CHF": 2, "CLP": 0,
-    "CNY": 2, "COP": 2, "CZK": 2, "DKK": 2, "EGP": 2, "EUR": 2, "GBP": 2, "HKD": 2, "HUF": 2,
-    "IDR": 2, "ILS": 2, "INR": 2, "IQD": 3, "ISK": 0, "JOD": 3, "JPY": 0, "KES": 2, "KRW": 0,
-    "KWD": 3, "LYD": 3, "MXN": 2, "MYR": 2, "NGN": 2, "NOK": 2, "NZD": 2, "OMR": 3, "PEN": 2,
-    "PHP": 2, "PLN": 2, "QAR": 2, "RON": 2, "SAR": 2, "SEK": 2, "SGD": 2, "THB": 2, "TND": 3,
-    "TRY": 2, "TWD": 2, "UAH": 2, "USD": 2, "VND": 0, "ZAR": 2,
-}
+# The currencies w365 invoices in. An unknown code is an error, never a silent two-decimal
+# default: KWD and JPY invoices would be wrong by 10x / 100x.
+CURRENCIES = (
+    "AED", "ARS", "AUD", "BGN", "BHD", "BRL", "CAD", "CHF", "CLP", "CNY", "COP", "CZK", "DKK", "EGP", "EUR", "GBP", "HKD",
+    "HUF", "IDR", "ILS", "INR", "IQD", "ISK", "JOD", "JPY", "KES", "KRW", "KWD", "LYD", "MXN", "MYR", "NGN", "NOK", "NZD",
+    "OMR", "PEN", "PHP", "PLN", "QAR", "RON", "SAR", "SEK", "SGD", "THB", "TND", "TRY", "TWD", "UAH", "USD", "VND", "ZAR",
+)
+# Where CLDR's currency digits (babel) follow cash practice instead of ISO 4217's minor unit.
+ISO_4217_NOT_CLDR = {"IQD": 3}
+
+
+def _minor_units() -> dict[str, int]:
+    """ISO 4217 minor units (SPEC M2), from CLDR's currency data through babel."""
+    from babel.numbers import get_currency_precision
+
+    return {code: ISO_4217_NOT_CLDR.get(code, get_currency_precision(code)) for code in CURRENCIES}
+
+
+MINOR_UNITS: dict[str, int] = _minor_units()
 
 # Unit prices per billing period are kept to this many places (NUMERIC(18, 6) in the store).
 PRICE_PLACES = 6
@@ -132,10 +142,6 @@ def round_money(value: Fraction | Decimal | int, currency: str) -> Decimal:
     return round_half_up(value, minor_units(currency))
 
 
-def round_price(value: Fraction | Decimal | int) -> Decimal:
-    return round_half_up(value, PRICE_PLACES)
-
-
 def as_currency(value: Decimal, currency: str) -> Decimal:
     """A stored amount shown with its currency's minor units (PostgreSQL returns the column's
     scale, e.g. 100.0000; amounts are stored already rounded, so this never changes a value)."""
@@ -209,9 +215,10 @@ class Amount:
         return f"{self.number} {self.currency}"
 
 
-def sum_amounts(numbers: "list[Decimal] | tuple[Decimal, ...]", currency: str) -> Decimal:
-    """Sum rounded line amounts into an invoice total (exact: the lines are already rounded)."""
-    total = Amount.zero(currency)
+def sum_amounts(numbers: Iterable[Decimal], currency: str) -> Decimal:
+    """An invoice total: the sum of its rounded line amounts (SPEC M2), exact, in ``currency``
+    (one home for every total: the dispatcher, previews and drafts)."""
+    total = Amount.zero(currency).number
     for n in numbers:
-        total = total + Amount(n, currency)
-    return total.number
+        total = _CTX.add(total, n)
+    return total

@@ -236,7 +236,8 @@ class JsonHttpClient:
         ``continuationToken`` (sent back as the ``MS-ContinuationToken`` header with
         ``seekOperation=next``). A response that is a JSON list is a single page.
         """
-        next_url, next_params, next_headers = url, dict(params or {}), {}
+        next_url, next_params = url, dict(params or {})
+        next_headers: dict[str, str] = {}
         seen: set[str] = set()
         while True:
             page = self.get_json(next_url, params=next_params or None, headers=next_headers)

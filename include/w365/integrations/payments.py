@@ -239,8 +239,8 @@ def apply_payments(session: Session, records: list[tuple[str, Any]], as_of: date
     invoices: dict[str, Invoice] = {}
     numbers = list(parsed)
     for i in range(0, len(numbers), 1000):
-        for inv in session.scalars(select(Invoice).where(Invoice.number.in_(numbers[i : i + 1000]))):
-            invoices[inv.number] = inv
+        for found in session.scalars(select(Invoice).where(Invoice.number.in_(numbers[i : i + 1000]))):
+            invoices[found.number] = found
     ok: list[str] = []
     for number, rec in parsed.items():
         inv = invoices.get(number)

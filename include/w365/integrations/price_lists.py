@@ -189,8 +189,8 @@ def price_text(value: Decimal) -> str:
 def price_drift(session: Session, as_of: date) -> list[dict[str, str]]:
     """Active licence subscriptions whose prices differ from the list price effective on as_of."""
     current: dict[tuple[Any, ...], ProductPrice] = {}
-    for pp in session.scalars(select(ProductPrice).where(ProductPrice.effective_from <= as_of).order_by(ProductPrice.effective_from)):
-        current[(pp.product_id, pp.price_list, pp.sales_unit, pp.currency)] = pp  # the latest wins
+    for price in session.scalars(select(ProductPrice).where(ProductPrice.effective_from <= as_of).order_by(ProductPrice.effective_from)):
+        current[(price.product_id, price.price_list, price.sales_unit, price.currency)] = price  # the latest wins
     out = []
     for sub in session.scalars(
         select(Subscription).join(Product, Product.id == Subscription.product_id)

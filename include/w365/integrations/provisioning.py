@@ -46,9 +46,6 @@ JOB = "sync_subscriptions_to_provider_manual"
 ALERT_KIND = "manual_provisioning"
 
 
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
-
 
 def pending_items(session: Session, as_of: date | None = None) -> list[dict[str, Any]]:
     """LCLs and due SLCLs awaiting provisioning at manual providers (``as_of`` None: all)."""
@@ -70,8 +67,8 @@ def pending_items(session: Session, as_of: date | None = None) -> list[dict[str,
             "item": f"LCL #{row.id}", "key": f"slcl:{row.slcl_id}" if row.slcl_id else f"lcl:{row.id}",
             "lcl_id": row.id, "slcl_id": row.slcl_id, "subscription_id": row.subscription_id, "subscription": sub_name,
             "provider_subscription_id": psid, "provider": prov_name, "alert_email": prov_email, "customer": cust_name,
-            "contract": number, "change": _v(row.change_type), "quantity": f"{row.quantity_before} -> {row.quantity_after}",
-            "status": f"{_v(row.status_before)} -> {_v(row.status_after)}", "effective": row.effective_date,
+            "contract": number, "change": row.change_type, "quantity": f"{row.quantity_before} -> {row.quantity_after}",
+            "status": f"{row.status_before} -> {row.status_after}", "effective": row.effective_date,
             "provision_on": row.effective_date, "scheduled_for": row.effective_at,
         })
     sl = ScheduledLicenseChangeLog
@@ -86,14 +83,14 @@ def pending_items(session: Session, as_of: date | None = None) -> list[dict[str,
     )
     if as_of is not None:
         q2 = q2.where(sl.provision_on <= as_of)
-    for row, sub_name, psid, qty, prov_name, prov_email, cust_name, number in session.execute(q2):
+    for srow, sub_name, psid, qty, prov_name, prov_email, cust_name, number in session.execute(q2):
         items.append({
-            "item": f"SLCL #{row.id}", "key": f"slcl:{row.id}", "lcl_id": None, "slcl_id": row.id,
-            "subscription_id": row.subscription_id, "subscription": sub_name, "provider_subscription_id": psid,
+            "item": f"SLCL #{srow.id}", "key": f"slcl:{srow.id}", "lcl_id": None, "slcl_id": srow.id,
+            "subscription_id": srow.subscription_id, "subscription": sub_name, "provider_subscription_id": psid,
             "provider": prov_name, "alert_email": prov_email, "customer": cust_name, "contract": number,
-            "change": _v(row.action), "quantity": f"{qty} -> {row.quantity if row.quantity is not None else qty}",
-            "status": _v(row.status), "effective": row.effective_date, "provision_on": row.provision_on,
-            "scheduled_for": row.scheduled_for,
+            "change": srow.action, "quantity": f"{qty} -> {srow.quantity if srow.quantity is not None else qty}",
+            "status": srow.status, "effective": srow.effective_date, "provision_on": srow.provision_on,
+            "scheduled_for": srow.scheduled_for,
         })
     return items
 

@@ -129,7 +129,8 @@ def product_for(products: dict[str, int], offer_id: str) -> int | None:
 def offer_products(session: Session) -> dict[str, int]:
     products: dict[str, int] = {}
     for offer, pid in session.execute(select(Product.offer_id, Product.id).where(Product.offer_id.is_not(None)).order_by(Product.id)):
-        products.setdefault(offer, pid)
+        if offer is not None:
+            products.setdefault(offer, pid)
     return products
 
 
@@ -193,7 +194,7 @@ def _update(session: Session, ctx: _Context, sub: Subscription, ps: ProviderSubs
     lcl = write_lcl(
         session, sub, before, after, day=ctx.as_of,
         effective_at=tenant_time.scheduled_instant(ctx.as_of, direction, ctx.tz), source=ChangeSource.PROVIDER,
-        provider_kind=ProviderKind(getattr(ctx.provider.kind, "value", ctx.provider.kind)), now=ctx.now, created_by=JOB,
+        provider_kind=ProviderKind(ctx.provider.kind), now=ctx.now, created_by=JOB,
         note=f"{ctx.provider.name} reports quantity {ps.quantity}, status {ps.status}",
     )
     return {
@@ -219,7 +220,7 @@ def _create(session: Session, ctx: _Context, ps: ProviderSubscription, customer:
     price = list_price(session, product.id, contract.price_list, unit, contract.currency, ctx.as_of)
     if price is None and unit != "MONTHLY":
         price = list_price(session, product.id, contract.price_list, "MONTHLY", contract.currency, ctx.as_of)
-    is_usage = getattr(product.kind, "value", product.kind) == ProductKind.USAGE.value
+    is_usage = product.kind == ProductKind.USAGE.value
     if price is None and not is_usage:
         raise Quarantine(
             f"no {contract.currency} price for product {product.sku} in price list {contract.price_list!r} effective {ctx.as_of}"
@@ -307,7 +308,8 @@ def sync_subscriptions(
                             record_exceptions(s, JOB, as_of, "provider_customer", {key: batch.error})
                         continue
 
-                    def one(batch: SubscriptionBatch = batch) -> tuple[SyncResult, dict[str, str]]:
+                    def one(batch: SubscriptionBatch = batch, name: str = name, pid: int = pid,
+                            products: dict[str, int] = products) -> tuple[SyncResult, dict[str, str]]:
                         part = SyncResult(name)  # counted only once the batch commits
                         with session_scope(engine) as s:
                             prov = s.get(Provider, pid)

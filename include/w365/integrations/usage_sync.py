@@ -27,15 +27,14 @@ On the first day of a month the final sync also bills the month before (``w365.b
 from __future__ import annotations
 
 import decimal
-import io
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, cast
 
-from sqlalchemy import Engine, and_, delete, select
+from sqlalchemy import CursorResult, Engine, and_, delete, select
 from sqlalchemy.orm import Session
 
 from w365.core import limits
@@ -50,16 +49,17 @@ from w365.store.models import (
     UsageKind,
     UsageRecord,
 )
+from w365.store.bulk import copy_columns
 from w365.store.session import get_engine, is_postgres, session_scope
 from w365.errors import W365Error
 from w365.store.job_report import record_exceptions
 from w365.core.money import MINOR_UNITS
+from w365.billing.usage import job_for, month_start, bill_usage_month
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
-from w365.billing.usage import job_for, month_start, bill_usage_month
 
 COLUMNS = (
     "kind", "subscription_id", "customer_id", "usage_date", "meter_id", "meter_name", "unit", "quantity",
@@ -109,8 +109,8 @@ def provider_usage_subscriptions(session: Session, provider_id: int) -> dict[str
         .where(Subscription.provider_id == provider_id, Subscription.provider_subscription_id.is_not(None))
     )
     return {
-        psid: _SubInfo(sid, cid, tenant, getattr(kind, "value", kind) == ProductKind.USAGE.value)
-        for psid, sid, cid, tenant, kind in rows
+        psid: _SubInfo(sid, cid, tenant, kind == ProductKind.USAGE.value)
+        for psid, sid, cid, tenant, kind in rows if psid is not None
     }
 
 
@@ -261,19 +261,15 @@ def _copy_text_column(series: "pd.Series") -> list[str]:
     return series.where(series.notna(), "\\N").tolist()
 
 
-def copy_text(rows: "pd.DataFrame", synced_at: datetime) -> io.StringIO:
-    """The rows as COPY text (tab-separated): about three times faster to build than a CSV."""
+def copy_cells(rows: "pd.DataFrame", synced_at: datetime) -> list[list[str]]:
+    """The rows as COPY text, column by column (vectorised: about three times faster than a CSV)."""
     cols = [_copy_text_column(rows[c]) for c in COLUMNS if c != "synced_at"]
     cols.append([synced_at.isoformat()] * len(rows))
-    buf = io.StringIO("\n".join(map("\t".join, zip(*cols))) + ("\n" if len(rows) else ""))
-    return buf
+    return cols
 
 
 def _copy_postgres(session: Session, rows: "pd.DataFrame", synced_at: datetime) -> None:
-    buf = copy_text(rows, synced_at)
-    raw = session.connection().connection.dbapi_connection
-    with raw.cursor() as cur:  # type: ignore[union-attr]
-        cur.copy_expert(f"COPY usage_record ({', '.join(COLUMNS)}) FROM STDIN", buf)
+    copy_columns(session, "usage_record", COLUMNS, copy_cells(rows, synced_at))
 
 
 def _insert_sqlite(session: Session, rows: "pd.DataFrame", synced_at: datetime) -> None:
@@ -303,7 +299,7 @@ def load_usage(
     cond = and_(UsageRecord.kind == kind, UsageRecord.usage_date == day, UsageRecord.subscription_id.in_(provider_subs))
     if held:
         cond = and_(cond, UsageRecord.subscription_id.not_in(sorted(held)))
-    result.rows_replaced = session.execute(delete(UsageRecord).where(cond)).rowcount or 0
+    result.rows_replaced = cast("CursorResult[Any]", session.execute(delete(UsageRecord).where(cond))).rowcount or 0
     deleted = time.monotonic()
     if len(rows):
         if is_postgres(session):
@@ -324,7 +320,7 @@ def load_usage(
 
 def _api_providers(session: Session) -> list[tuple[int, str, str, str | None]]:
     return [
-        (p.id, p.name, getattr(p.kind, "value", p.kind), p.connection_id)
+        (p.id, p.name, p.kind, p.connection_id)
         for p in session.scalars(select(Provider).where(Provider.kind != ProviderKind.MANUAL).order_by(Provider.id))
     ]
 

@@ -24,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from w365.core import tenant_time
@@ -42,7 +42,7 @@ from w365.store.models import (
     Tenant,
     UnitMapping,
 )
-from w365.core.money import MINOR_UNITS, round_half_up
+from w365.core.money import round_half_up, round_money
 from w365.billing.change_rules import change_type_of, direction_of, kind_of
 from w365.core.ledger import State
 from w365.core.tenant_time import Direction
@@ -132,7 +132,7 @@ ORDER = [Customer, BillingContract, Subscription, ScheduledLicenseChangeLog, Lic
 
 
 def _money(value: Decimal, currency: str) -> Decimal:
-    return round_half_up(value, MINOR_UNITS[currency])
+    return round_money(value, currency)
 
 
 def _reference_data(session: Session, now: datetime) -> dict[str, Any]:
@@ -163,10 +163,10 @@ def _reference_data(session: Session, now: datetime) -> dict[str, Any]:
             sell = _money(Decimal(monthly) * rate, cur)
             cost = _money(sell * Decimal(cost_share), cur)
             units = [("ONE_TIME" if kind == "one_time" else "MONTHLY", 1)] + ([("ANNUAL", 12)] if kind == "license" else [])
-            for unit, months in units:
+            for unit, unit_months in units:
                 if (prod.id, unit, cur) not in existing:
-                    session.add(ProductPrice(product_id=prod.id, sales_unit=unit, currency=cur, selling_price=_money(sell * months, cur),
-                                             cost_price=_money(cost * months, cur), effective_from=date(2020, 1, 1), created_at=now))
+                    session.add(ProductPrice(product_id=prod.id, sales_unit=unit, currency=cur, selling_price=_money(sell * unit_months, cur),
+                                             cost_price=_money(cost * unit_months, cur), effective_from=date(2020, 1, 1), created_at=now))
     for cur, rate in RATES.items():
         if cur != "USD" and session.scalar(select(func.count()).select_from(ExchangeRate).where(ExchangeRate.from_currency == "USD", ExchangeRate.to_currency == cur)) == 0:
             session.add(ExchangeRate(from_currency="USD", to_currency=cur, rate=rate, effective_from=date(2020, 1, 1)))
@@ -268,7 +268,7 @@ def load_demo(session: Session, spec: DemoSpec, *, now: datetime | None = None) 
                             new_qty = max(1, state.quantity + rng.choice((-2, -1, 1, 2, 5)))
                             new = State(new_qty, state.selling_price, state.cost_price, state.sales_unit, "active")
                         else:
-                            bump = round_half_up(state.selling_price * Decimal("1.05"), MINOR_UNITS[sub_currency])
+                            bump = round_money(state.selling_price * Decimal("1.05"), sub_currency)
                             new = State(state.quantity, bump, state.cost_price, state.sales_unit, "active")
                         if new == state:
                             continue
@@ -342,9 +342,11 @@ def write_provider_files(session: Session, folder: Path, as_of: date, days: int 
     ).all()
     status = {"active": "active", "suspended": "suspended", "deactivated": "deleted", "pending": "pending"}
     # Every API provider gets its folder, with or without subscriptions.
-    by_conn: dict[str, list] = {c: [] for c in session.scalars(select(Provider.connection_id).where(Provider.connection_id.is_not(None)))}
+    by_conn: dict[str, list] = {c: [] for c in session.scalars(select(Provider.connection_id).where(Provider.connection_id.is_not(None)))
+                                if c is not None}
     usage: dict[str, list] = {}
     for sub, tenant_id, offer_id, product_name, kind, conn_id, frequency in subs:
+        assert conn_id is not None  # the query keeps providers with a connection
         by_conn.setdefault(conn_id, []).append({
             "id": sub.provider_subscription_id, "customerId": tenant_id, "offerId": offer_id, "offerName": product_name,
             "friendlyName": sub.name, "quantity": sub.quantity, "unitType": "Licenses" if kind.value == "license" else "Usage-based",
@@ -370,8 +372,8 @@ def write_provider_files(session: Session, folder: Path, as_of: date, days: int 
                     qty = Decimal(rng.randrange(5, 400)) / 4
                     rows.append([tenant_id, sub.provider_subscription_id, meter_id, meter_name, unit, day.isoformat(), qty,
                                  price, round_half_up(qty * Decimal(price), 2), sub.currency])
-            for kind in ("interim", "final"):
-                path = root / "usage" / kind / f"{day.isoformat()}.csv"
+            for stage in ("interim", "final"):
+                path = root / "usage" / stage / f"{day.isoformat()}.csv"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with path.open("w", newline="") as fh:
                     w = _csv.writer(fh)

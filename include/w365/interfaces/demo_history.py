@@ -59,7 +59,7 @@ from w365.billing.scheduled_changes import merge_due_slcls
 from w365.billing.subscriptions import get_tenant
 from w365.core import tenant_time
 from w365.core.calendar import frequency_group
-from w365.core.money import MINOR_UNITS, round_half_up
+from w365.core.money import round_money
 from w365.errors import W365Error
 from w365.operations.metrics import update_metrics
 from w365.operations.renewals import auto_renew
@@ -118,20 +118,19 @@ class _Event:
 
 def _schedule() -> list[tuple[str, str | None, int, list[str]]]:
     """(kind, group, advance days, crons) of the jobs the history runs, as the catalogue says."""
-    out = []
+    out: list[tuple[str, str | None, int, list[str]]] = []
     for job in catalogue.JOBS:
-        fn = job.function
-        if fn == "scheduled_update":
-            out.append(("merge", None, 0, catalogue.schedule_for(job)))
-        elif fn.startswith("full_cycle_invoice_"):
-            out.append(("full_cycle", fn.removeprefix("full_cycle_invoice_"), int(job.params.get("advance_days") or 0),
-                        catalogue.schedule_for(job)))
-        elif fn.startswith("change_log_invoice_") and not job.paused_at_creation:
-            out.append(("change_log", fn.removeprefix("change_log_invoice_"), 0, catalogue.schedule_for(job)))
-        elif fn == "auto_renew_billing_contract":
-            out.append(("renew", None, 0, catalogue.schedule_for(job)))
-        elif fn == "update_metrics_on_billing_contract":
-            out.append(("metrics", None, 0, catalogue.schedule_for(job)))
+        kind, crons = job.kind, catalogue.schedule_for(job)
+        if kind == catalogue.JobKind.SCHEDULED_UPDATE:
+            out.append(("merge", None, 0, crons))
+        elif kind == catalogue.JobKind.FULL_CYCLE_INVOICE:
+            out.append(("full_cycle", job.frequency, int(job.params.get("advance_days") or 0), crons))
+        elif kind == catalogue.JobKind.CHANGE_LOG_INVOICE and not job.paused_at_creation:
+            out.append(("change_log", job.frequency, 0, crons))
+        elif kind == catalogue.JobKind.AUTO_RENEW_BILLING_CONTRACT:
+            out.append(("renew", None, 0, crons))
+        elif kind == catalogue.JobKind.UPDATE_METRICS_ON_BILLING_CONTRACT:
+            out.append(("metrics", None, 0, crons))
     return out
 
 
@@ -213,7 +212,7 @@ class _Ops:
             return True
         group = frequency_group(c.months)
         renews = contract.auto_renew or contract.end_date is None
-        runs = []
+        runs: list[date | None] = []
         if renews or nid <= contract.end_date:  # type: ignore[operator]
             runs.append(nid - timedelta(days=self.advance.get(group, 0)))  # the next full cycle carries it
         if contract.change_billing == ChangeBilling.IMMEDIATE:
@@ -236,8 +235,7 @@ class _Ops:
         return True
 
     def _bump(self, c: _Candidate, factor: str) -> Decimal:
-        places = MINOR_UNITS.get(c.sub.currency, 2)
-        return round_half_up(c.sub.selling_price * Decimal(factor), places)
+        return round_money(c.sub.selling_price * Decimal(factor), c.sub.currency)
 
     def choose(self, c: _Candidate, day: date) -> tuple[str, ChangeRequest, date] | None:
         """A change for ``c`` on ``day``: (what, request, its bill-from day), or None."""
@@ -246,8 +244,8 @@ class _Ops:
             return ("reactivation", ChangeRequest(action="reactivate", requested_by=REQUESTED_BY), day) if rng.random() < 0.5 else None
         roll = rng.random()
         later = day + timedelta(days=rng.randrange(1, 46))
-        custom = {"effective": ChangeEffective.CUSTOM, "requested_by": REQUESTED_BY}
-        renewal = {"effective": ChangeEffective.ON_RENEWAL, "requested_by": REQUESTED_BY}
+        custom: dict[str, Any] = {"effective": ChangeEffective.CUSTOM, "requested_by": REQUESTED_BY}
+        renewal: dict[str, Any] = {"effective": ChangeEffective.ON_RENEWAL, "requested_by": REQUESTED_BY}
         window_open = self._reduction_ok(c, day)
         if window_open and sub.quantity >= 2 and rng.random() < 0.6:
             # Inside the reduction window (a week from provisioning or renewal, SPEC C2):
@@ -302,7 +300,8 @@ class _Ops:
         if not rows:
             return 0
         busy = set(session.scalars(select(ScheduledLicenseChangeLog.subscription_id).where(ScheduledLicenseChangeLog.status.in_(OPEN_SLCL_STATUSES))))
-        picked = [_Candidate(sub, contract, months, sub.id in busy) for sub, contract, months in rows if self.rng.random() < CHANGE_RATE]
+        picked = [_Candidate(sub, contract, months, sub.id in busy) for sub, contract, months in rows
+                  if months and self.rng.random() < CHANGE_RATE]  # a contract's frequency is recurring: months is set
         minutes = sorted(self.rng.randrange(0, (CHANGE_HOURS[1] - CHANGE_HOURS[0]) * 60) for _ in picked)
         done = 0
         for cand, minute in zip(picked, minutes):
@@ -379,17 +378,17 @@ def run_history(first_day: date, last_day: date, *, seed: int = 365, engine: Eng
     report = HistoryReport(first_day.isoformat(), last_day.isoformat(), (last_day - first_day).days + 1)
     seconds: dict[str, float] = {}
 
-    def timed(kind: str, fn: Callable[[], Any]) -> Any:
+    def timed(kind: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         started = clock.perf_counter()
         try:
-            return fn()
+            return fn(*args, **kwargs)
         finally:
             seconds[kind] = seconds.get(kind, 0.0) + clock.perf_counter() - started
             report.runs[kind] = report.runs.get(kind, 0) + 1
 
     def read_due() -> _Due:
         with session_scope(engine.execution_options(sqlite_begin="DEFERRED")) as s:
-            return timed("due", lambda: _Due.read(s, groups))
+            return timed("due", _Due.read, s, groups)
 
     due = read_due()
     day = first_day
@@ -401,36 +400,38 @@ def run_history(first_day: date, last_day: date, *, seed: int = 365, engine: Eng
                 if due.slcl is None or due.slcl > at:
                     report.skipped_runs += 1
                     continue
-                r = timed("merge", lambda: merge_due_slcls(at, engine=engine, now=at))
+                r = timed("merge", merge_due_slcls, at, engine=engine, now=at)
                 report.merged += len(r.merged)
                 report.merge_failed += len(r.failed)
                 wrote = True
             elif ev.kind == "full_cycle":
-                nid = due.invoice.get(ev.group or "")
+                assert ev.group is not None  # invoice events carry their frequency group
+                nid = due.invoice.get(ev.group)
                 if nid is None or nid > day + timedelta(days=ev.advance_days):
                     report.skipped_runs += 1
                     continue
-                r = timed("full_cycle", lambda: generate_full_cycle_invoices(ev.group, day, ev.advance_days, engine=engine))
+                r = timed("full_cycle", generate_full_cycle_invoices, ev.group, day, ev.advance_days, engine=engine)
                 report.invoices += len(r.invoices)
                 wrote = True
             elif ev.kind == "change_log":
-                r = timed("change_log", lambda: generate_change_log_invoices(ev.group, day, engine=engine))
+                assert ev.group is not None
+                r = timed("change_log", generate_change_log_invoices, ev.group, day, engine=engine)
                 report.invoices += len(r.invoices)
                 report.change_log_invoices += len(r.invoices)
             elif ev.kind == "renew":
                 if due.term_end is None or due.term_end >= day:
                     report.skipped_runs += 1
                     continue
-                r = timed("renew", lambda: auto_renew(day, now=at, engine=engine))
+                r = timed("renew", auto_renew, day, now=at, engine=engine)
                 report.renewed += len(r["renewed"])
                 report.expired += len(r["expired"])
                 wrote = True
             elif ev.kind == "metrics":
-                r = timed("metrics", lambda: update_metrics(day, now=at, engine=engine))
+                r = timed("metrics", update_metrics, day, now=at, engine=engine)
                 report.metric_snapshots += r["contracts"] + r["zeroed"]
             elif ev.kind == "changes":
                 with session_scope(engine) as s:
-                    n = timed("changes", lambda: ops.run_day(s, day))
+                    n = timed("changes", ops.run_day, s, day)
                 wrote = n > 0
             if wrote:
                 due = read_due()

@@ -324,7 +324,7 @@ def start_problem(contract: BillingContract, start: date, what: str = "start_dat
     """Why a new subscription cannot start on ``start`` under ``contract``, or None: the
     contract must be active, and the day inside it (not before its start; not after its end
     when it does not auto-renew, since nothing would ever be billed)."""
-    status = getattr(contract.status, "value", contract.status)
+    status = contract.status
     if status != "active":
         return f"contract {contract.number} is {status}: a subscription can only be added to an active contract"
     if start < contract.start_date:
@@ -379,7 +379,7 @@ def add_subscription(
             prov = session.get(Provider, int(provider))
         if prov is None:
             raise NotFound(f"argument --provider: no provider {limits.show(provider)} (a name or an id)")
-    kind = getattr(prod.kind, "value", prod.kind)
+    kind = prod.kind
     unit = (sales_unit or ("ONE_TIME" if kind == ProductKind.ONE_TIME.value else "MONTHLY")).upper()
     if session.get(UnitMapping, unit) is None:
         raise NotFound(f"argument --sales-unit: unknown sales unit {limits.show(unit)} (`w365 unit list`)")

@@ -180,8 +180,8 @@ def create_app(session_scope: Callable[[], Any] | None = None, clock: Callable[[
         session_scope = default_scope
     now = clock or (lambda: datetime.now(timezone.utc))
     if limiter is None:
-        limiter = security.FailureLimiter(AUTH_FAILURE_LIMIT, AUTH_FAILURE_WINDOW,
-                                          **({"clock": lambda: now().timestamp()} if clock else {}))
+        options: dict[str, Any] = {"clock": lambda: now().timestamp()} if clock else {}
+        limiter = security.FailureLimiter(AUTH_FAILURE_LIMIT, AUTH_FAILURE_WINDOW, **options)
     # The document is for customers' programs only: /openapi.json and /docs need a token (below).
     app = FastAPI(title="w365 customer portal API", version="1", description=__doc__,
                   docs_url=None, redoc_url=None, openapi_url=None)

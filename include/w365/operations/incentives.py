@@ -106,7 +106,7 @@ def compute_plans(session: Session, first: date, last: date) -> tuple[dict[tuple
             .where(il.invoice_id.in_(ids[i : i + 1000]))
         ):
             person, currency, period_months = owner[r.invoice_id]
-            cost = line_cost(getattr(r.kind, "value", r.kind), r.quantity, r.days, r.period_days, r.fx_rate, r.cost_price,
+            cost = line_cost(r.kind, r.quantity, r.days, r.period_days, r.fx_rate, r.cost_price,
                              months.get(r.sales_unit) if r.sales_unit else None, period_months)
             plans[(person, currency)]["cost"] += cost
     return plans, unassigned

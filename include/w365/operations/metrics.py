@@ -35,6 +35,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from w365.core.calendar import add_months
+from w365.core.ledger import BillingTimeline, Change, State
 from w365.store.models import (
     BillingContract,
     ContractMetricSnapshot,
@@ -54,74 +55,45 @@ from w365.billing.usage import markup_factor, usage_sums
 
 if TYPE_CHECKING:
     import pandas as pd
+from w365.core.fx import NoRate, Rates, rate_on
 
 log = logging.getLogger(__name__)
 
 JOB = "update_metrics_on_billing_contract"
-FOLDED = ("quantity", "selling_price", "sales_unit", "status")
 
 
-class NoRate(Exception):
-    pass
+
+def _rate(rates: Rates, source: str, target: str, on: date) -> Fraction:
+    rate = rate_on(rates, source, target, on)
+    return Fraction(1) if rate is None else Fraction(rate)
 
 
-def _v(x: Any) -> Any:
-    return getattr(x, "value", x)
-
-
-def rate_on(rates: dict[tuple[str, str], list[tuple[date, Decimal]]], source: str, target: str, on: date) -> Fraction:
-    if source == target:
-        return Fraction(1)
-    best = None
-    for eff, rate in rates.get((source, target), ()):
-        if eff <= on:
-            best = rate
-    if best is None:
-        raise NoRate(f"no {source}->{target} exchange rate effective on {on}")
-    return Fraction(best)
-
-
-def states_on(lcls: "pd.DataFrame", day: date) -> "pd.DataFrame":
-    """Each subscription's (quantity, selling price, sales unit, status) billed on ``day``.
-
-    Vectorised form of the ledger's timeline: per field, the value set by the latest-written
-    change among those billed from ``day`` or before that changed it; the first-written change
-    (the activation) sets every field."""
-    import pandas as pd
-
-    if lcls.empty:
-        return pd.DataFrame(columns=["subscription_id", *FOLDED])
-    first_id = lcls.groupby("subscription_id")["id"].transform("min")
-    due = lcls[lcls["bill_from"] <= day].assign(is_first=lambda d: d["id"] == first_id.loc[d.index])
-    due = due.sort_values(["subscription_id", "id"])  # the latest-written wins
-    out = pd.DataFrame({"subscription_id": due["subscription_id"].unique()})
-    for f in FOLDED:
-        changed = due["is_first"] | (due[f + "_before"] != due[f + "_after"])
-        last = due[changed].groupby("subscription_id")[f + "_after"].last()
-        out[f] = out["subscription_id"].map(last)
-    return out
-
-
-def _licence_lcls(session: Session, contract_ids: list[int]) -> "pd.DataFrame":
-    import pandas as pd
-
+def licence_states(session: Session, contract_ids: list[int], day: date) -> list[tuple[int, int, str, State]]:
+    """(subscription, contract, currency, state) of every licence subscription of these contracts,
+    as billed on ``day``: the ledger's own fold (``core.ledger.BillingTimeline``) over its written
+    changes, the one implementation invoicing uses too (scheduled changes are not facts yet)."""
     l, s, p = LicenseChangeLog, Subscription, Product
     rows = session.execute(
         select(
             l.id, l.subscription_id, l.bill_from, s.contract_id, s.currency,
-            l.quantity_before, l.quantity_after, l.selling_price_before, l.selling_price_after,
-            l.sales_unit_before, l.sales_unit_after, l.status_before, l.status_after,
+            l.quantity_before, l.selling_price_before, l.cost_price_before, l.sales_unit_before, l.status_before,
+            l.quantity_after, l.selling_price_after, l.cost_price_after, l.sales_unit_after, l.status_after,
         )
         .join(s, s.id == l.subscription_id)
         .join(p, p.id == s.product_id)
         .where(s.contract_id.in_(contract_ids), p.kind == ProductKind.LICENSE)
     ).all()
-    cols = ["id", "subscription_id", "bill_from", "contract_id", "currency", "quantity_before", "quantity_after",
-            "selling_price_before", "selling_price_after", "sales_unit_before", "sales_unit_after", "status_before", "status_after"]
-    frame = pd.DataFrame(rows, columns=cols).astype({"selling_price_before": object, "selling_price_after": object})
-    for c in ("status_before", "status_after"):
-        frame[c] = frame[c].map(_v)
-    return frame
+    changes: dict[int, list[Change]] = defaultdict(list)
+    owner: dict[int, tuple[int, str]] = {}
+    for lcl_id, sid, bill_from, cid, cur, q0, sp0, cp0, su0, st0, q1, sp1, cp1, su1, st1 in rows:
+        changes[sid].append(Change(lcl_id, bill_from, State(q0, sp0, cp0, su0, st0), State(q1, sp1, cp1, su1, st1), order=lcl_id))
+        owner[sid] = (cid, cur)
+    out = []
+    for sid in sorted(changes):
+        segment = BillingTimeline(changes[sid]).state_on(day)
+        if segment is not None:
+            out.append((sid, *owner[sid], segment.state))
+    return out
 
 
 @dataclass
@@ -155,22 +127,16 @@ def compute(session: Session, as_of: date, contracts: "pd.DataFrame") -> tuple[d
             minor_units(currency[cid])
         except UnknownCurrency as exc:
             bad[cid] = str(exc)
-    lcls = _licence_lcls(session, ids)
-    if not lcls.empty:
-        subs = lcls.drop_duplicates("subscription_id").set_index("subscription_id")[["contract_id", "currency"]]
-        states = states_on(lcls, as_of)
-        states = states[states["status"] == "active"].join(subs, on="subscription_id")
-        for sid, cid, cur, qty, price, unit in zip(states["subscription_id"], states["contract_id"], states["currency"],
-                                                  states["quantity"], states["selling_price"], states["sales_unit"]):
-            if cid in bad:
-                continue
-            unit_months = months.get(unit)
-            if not unit_months:
-                continue  # one-time units are not recurring revenue
-            try:
-                lic[cid] += Fraction(int(qty)) * Fraction(price) / unit_months * rate_on(rates, cur, currency[cid], as_of)
-            except NoRate as exc:
-                bad[cid] = f"subscription #{sid}: {exc}"
+    for sid, cid, cur, state in licence_states(session, ids, as_of):
+        if state.status != "active" or cid in bad:
+            continue
+        unit_months = months.get(state.sales_unit)
+        if not unit_months:
+            continue  # one-time units are not recurring revenue
+        try:
+            lic[cid] += Fraction(int(state.quantity)) * Fraction(state.selling_price) / unit_months * _rate(rates, cur, currency[cid], as_of)
+        except NoRate as exc:
+            bad[cid] = f"subscription #{sid}: {exc}"
     # Trailing month of final usage.
     first = add_months(as_of.replace(day=1), -1)
     last = as_of.replace(day=1) - timedelta(days=1)
@@ -187,7 +153,7 @@ def compute(session: Session, as_of: date, contracts: "pd.DataFrame") -> tuple[d
         if cid in bad:
             continue
         try:
-            use[cid] += Fraction(cost) * markup_factor(markup or Decimal(0)) * rate_on(rates, cur, currency[cid], as_of)
+            use[cid] += Fraction(cost) * markup_factor(markup or Decimal(0)) * _rate(rates, cur, currency[cid], as_of)
         except NoRate as exc:
             bad[cid] = f"usage of subscription #{sid}: {exc}"
     out = {
@@ -207,7 +173,6 @@ def update_metrics(as_of: date, *, now: Any, engine: Engine | None = None, batch
             s.execute(select(c.id, c.number, c.currency, c.status, c.mrr, c.metrics_as_of)).all(),
             columns=["id", "number", "currency", "status", "mrr", "metrics_as_of"],
         )
-    contracts["status"] = contracts["status"].map(_v)
     active = contracts[contracts["status"] == ContractStatus.ACTIVE.value]
     # Contracts that stopped being active since their last figures: one last snapshot of 0.
     stopped = contracts[(contracts["status"] != ContractStatus.ACTIVE.value) & contracts["mrr"].map(lambda v: v is not None and v != 0)]

@@ -96,7 +96,7 @@ def expire(session: Session, c: BillingContract, *, now: datetime, tz: str) -> d
         direction = direction_of(before, after)
         lcl = write_lcl(
             session, sub, before, after, day=end, effective_at=tenant_time.scheduled_instant(end, direction, tz),
-            source=ChangeSource.RENEWAL, provider_kind=ProviderKind(getattr(kinds[sub.provider_id], "value", kinds[sub.provider_id])),
+            source=ChangeSource.RENEWAL, provider_kind=ProviderKind(kinds[sub.provider_id]),
             now=now, created_by=JOB, note=f"contract {c.number} expired on {end} (no auto-renew)",
         )
         lcls.append(lcl.id)

@@ -27,15 +27,15 @@ from w365.store.models import (
 )
 from w365.store.session import get_engine, session_scope
 from w365.store.job_report import record_exceptions
-from w365.billing.invoicing.generator import BadContractData
+from w365.core.fx import NoRate, rate_on
 from w365.billing.invoicing.loader import load_rates
+from w365.billing.usage import effective_sums, markup_factor, month_start, usage_sums
 from w365.core.money import round_half_up, round_money
 
 if TYPE_CHECKING:
     pass
 
 log = logging.getLogger(__name__)
-from w365.billing.usage import effective_sums, markup_factor, month_start, usage_sums
 
 JOB_THRESHOLD = "azure_threshold_violation_alert"
 ALERT_KIND = "usage_threshold"
@@ -66,19 +66,17 @@ def threshold_alerts(session: Session, as_of: date) -> tuple[list[Any], dict[str
     problems: dict[str, str] = {}
     checked: dict[str, Any] = {}
     for sid, name, currency, threshold, markup, customer in subs:
+        if threshold is None:  # filtered out above; says so to the type checker
+            continue
         exact = Fraction(0)
         try:
             for (tsid, cur), cost in sums.items():
                 if tsid != sid:
                     continue
-                rate: Decimal | int = 1
-                if cur != currency:
-                    options = [r for eff, r in rates.get((cur, currency), []) if eff <= first]
-                    if not options:
-                        raise BadContractData(f"no {cur}->{currency} exchange rate effective on {first}")
-                    rate = options[-1]
+                found = rate_on(rates, cur, currency, first)
+                rate = 1 if found is None else found
                 exact += Fraction(cost) * Fraction(rate) * markup_factor(markup or Decimal(0))
-        except BadContractData as exc:
+        except NoRate as exc:
             problems[f"subscription #{sid}"] = str(exc)
             continue
         amount = round_money(exact, currency)

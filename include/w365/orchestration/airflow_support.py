@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pendulum
 from airflow.sdk import (
@@ -67,7 +67,7 @@ PUBLISHES: dict[str, list[Asset]] = {
     "sync_usage_data": [USAGE, INVOICES],  # usage invoices on the 1st of the month
     "update_payment_status": [PAYMENTS],
     "update_pricing_on_product_price": [PRICES],
-    **{j.dag_id: [INVOICES] for j in catalogue.JOBS if j.function.startswith(("full_cycle_invoice", "change_log_invoice"))},
+    **{j.dag_id: [INVOICES] for j in catalogue.JOBS if j.kind in catalogue.INVOICING_KINDS},
 }
 READS: dict[str, list[Asset]] = {
     "update_metrics_on_billing_contract": [SUBSCRIPTIONS, USAGE],
@@ -274,11 +274,12 @@ def check_not_future(context: Any, now: datetime | None = None) -> None:
     instant = context.get("logical_date")
     if instant is None:  # bound to run_after, which Airflow waits for before starting the run
         return
-    logical = pendulum.instance(instant) if isinstance(instant, datetime) else pendulum.parse(str(instant))
+    # parse() (not exact) gives a DateTime for a date or a date-time, what a logical date is.
+    logical = pendulum.instance(instant) if isinstance(instant, datetime) else cast(datetime, pendulum.parse(str(instant)))
     # The one wall-clock read of a task: a guard, never what is billed (that is the logical date).
     current = pendulum.instance(now) if now is not None else pendulum.now("UTC")
     if trigger_guard.is_future(logical, current):
-        dag_id = getattr(context.get("dag"), "dag_id", None) or getattr(context.get("ti"), "dag_id", "this job")
+        dag_id = str(getattr(context.get("dag"), "dag_id", None) or getattr(context.get("ti"), "dag_id", "this job"))
         raise AirflowFailException(trigger_guard.future_refusal(dag_id, logical, current))
 
 
@@ -296,7 +297,6 @@ def job_params(dag_id: str, context: Any) -> dict[str, Any]:
     return {k: given[k] if k in given else default for k, default in job.params.items()}
 
 
-INVOICING_FUNCTIONS = ("full_cycle_invoice", "change_log_invoice")
 KEEP_INVOICE_NUMBERS = 50
 
 
@@ -351,7 +351,7 @@ def run_job(dag_id: str) -> dict[str, Any]:
     check_run(context)
     as_of = as_of_from(context)
     result = compact(jobs.run(dag_id, as_of, **job_params(dag_id, context)))
-    if catalogue.get(dag_id).function.startswith(INVOICING_FUNCTIONS) and not result.get("dry_run"):
+    if catalogue.get(dag_id).kind in catalogue.INVOICING_KINDS and not result.get("dry_run"):
         fail_on_skipped(dag_id, [result])
     return result
 
@@ -395,7 +395,7 @@ def list_shards(dag_id: str) -> list[list[int]]:
     context = get_current_context()
     check_run(context)
     p = job_params(dag_id, context)
-    frequency = catalogue.get(dag_id).function.removeprefix("full_cycle_invoice_")
+    frequency = catalogue.get(dag_id).frequency or ""
     shards = jobs.due_contract_shards(frequency, as_of_from(context), p.get("advance_days", 0), shards=invoice_shards(), contract=p.get("contract", ""))
     log.info("%s: %d contract(s) due in %d shard(s)", dag_id, sum(map(len, shards)), len(shards))
     return shards
@@ -408,7 +408,7 @@ def bill_shard(dag_id: str, contract_ids: list[int]) -> dict[str, Any]:
 
     context = get_current_context()
     if contract_ids:
-        context["w365_shard"] = f"{len(contract_ids)} contracts #{contract_ids[0]}..#{contract_ids[-1]}"  # type: ignore[index]
+        context["w365_shard"] = f"{len(contract_ids)} contracts #{contract_ids[0]}..#{contract_ids[-1]}"  # type: ignore[typeddict-unknown-key]
     p = job_params(dag_id, context)
     p.pop("contract", None)  # the listing applied it; the shard is the filter now
     return compact(jobs.run(dag_id, as_of_from(context), contract_ids=list(contract_ids), **p))

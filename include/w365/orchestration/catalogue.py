@@ -17,6 +17,7 @@ Environment form: ``AIRFLOW__W365__TIMEZONE``, ``AIRFLOW__W365__SCHEDULE_<DAG_ID
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from w365.config import setting, timezone_name
@@ -31,6 +32,28 @@ TAG_PROVISIONING = "provisioning"
 PROVIDER_POOL = "w365_provider_api"
 
 
+class JobKind(StrEnum):
+    """What a job does. ``w365.orchestration.jobs.ENTRY_POINTS`` maps each kind to its entry
+    point; the three invoicing frequencies share a kind and differ by ``Job.frequency``."""
+
+    FULL_CYCLE_INVOICE = "full_cycle_invoice"
+    CHANGE_LOG_INVOICE = "change_log_invoice"
+    SCHEDULED_UPDATE = "scheduled_update"
+    ADD_INCENTIVE_PLAN = "add_incentive_plan"
+    AUTO_RENEW_BILLING_CONTRACT = "auto_renew_billing_contract"
+    AZURE_THRESHOLD_VIOLATION_ALERT = "azure_threshold_violation_alert"
+    SYNC_DAILY_USAGE_DATA = "sync_daily_usage_data"
+    SYNC_SUBSCRIPTIONS_FROM_PROVIDER = "sync_subscriptions_from_provider"
+    SYNC_SUBSCRIPTIONS_TO_PROVIDER_MANUAL = "sync_subscriptions_to_provider_manual"
+    SYNC_USAGE_DATA = "sync_usage_data"
+    UPDATE_METRICS_ON_BILLING_CONTRACT = "update_metrics_on_billing_contract"
+    UPDATE_PAYMENT_STATUS = "update_payment_status"
+    UPDATE_PRICING_ON_PRODUCT_PRICE = "update_pricing_on_product_price"
+
+
+INVOICING_KINDS = (JobKind.FULL_CYCLE_INVOICE, JobKind.CHANGE_LOG_INVOICE)
+
+
 @dataclass(frozen=True)
 class Job:
     dag_id: str
@@ -39,13 +62,14 @@ class Job:
     schedule: str  # default cron(s) in tenant time; several separated by ';'
     recommended: str  # the seed's "Recommended Schedule"
     tags: tuple[str, ...]
-    function: str  # entry point in w365.orchestration.jobs: fn(as_of, **params)
+    kind: JobKind  # its entry point: w365.orchestration.jobs.ENTRY_POINTS[kind](as_of, **params)
     reads: str
     writes: str
     rerun: str
     paused_at_creation: bool = False
     calls_provider: bool = False
     params: dict[str, Any] = field(default_factory=dict)
+    frequency: str | None = None  # invoicing jobs: monthly, quarterly or annual contracts
 
     @property
     def crons(self) -> list[str]:
@@ -75,7 +99,8 @@ def _full_cycle(freq: str, extra: str = "") -> Job:
         schedule="15 0 * * *",
         recommended="Daily",
         tags=(TAG_INVOICING,),
-        function=f"full_cycle_invoice_{freq}",
+        kind=JobKind.FULL_CYCLE_INVOICE,
+        frequency=freq,
         reads=f"{title} billing contracts due on the run date (next invoice date <= date + advance days){extra}, "
         "their subscriptions, license change logs and pending scheduled changes.",
         writes="Invoices (kind full_cycle) with their lines; advances each contract's next invoice date.",
@@ -97,7 +122,8 @@ def _change_log(freq: str, paused: bool = False) -> Job:
         schedule="30 0 * * 1",
         recommended="Keep this Off" if paused else ("Weekly or Monthly" if freq == "annual" else "Weekly"),
         tags=(TAG_INVOICING,),
-        function=f"change_log_invoice_{freq}",
+        kind=JobKind.CHANGE_LOG_INVOICE,
+        frequency=freq,
         reads=f"{title} contracts set to bill changes immediately; license change logs not yet billed "
         "whose effect falls in an already-billed period.",
         writes="Invoices (kind change_log) with charge and credit lines for the remaining days.",
@@ -115,7 +141,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 5 * * *",
         recommended="Daily",
         tags=(TAG_METRICS,),
-        function="add_incentive_plan",
+        kind=JobKind.ADD_INCENTIVE_PLAN,
         reads="Invoices issued in the period, their lines and the subscriptions' cost prices.",
         writes="One incentive plan per salesperson, period and currency.",
         rerun="Safe. A plan is keyed by salesperson and period and recomputed in place.",
@@ -127,7 +153,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 0 * * *",
         recommended="Daily",
         tags=(TAG_INVOICING,),
-        function="auto_renew_billing_contract",
+        kind=JobKind.AUTO_RENEW_BILLING_CONTRACT,
         reads="Billing contracts whose term ends before the run date.",
         writes="Renewed terms (reopening the quantity-reduction window) or expired contracts with "
         "deactivation change logs for their subscriptions.",
@@ -140,7 +166,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 7 * * *",
         recommended="Daily",
         tags=(TAG_SYNC, TAG_METRICS),
-        function="azure_threshold_violation_alert",
+        kind=JobKind.AZURE_THRESHOLD_VIOLATION_ALERT,
         reads="Month-to-date usage of usage subscriptions that have a threshold.",
         writes="Alerts at 80% and 100% of the threshold, once each per month.",
         rerun="Safe. Alerts already sent are recorded and not sent again.",
@@ -158,7 +184,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 4 * * *",
         recommended="Daily",
         tags=(TAG_SYNC,),
-        function="sync_daily_usage_data",
+        kind=JobKind.SYNC_DAILY_USAGE_DATA,
         reads="Azure usage line items for the day from each provider.",
         writes="Interim usage records for the day (not billed).",
         rerun="Safe. Re-syncing a day replaces that day's records.",
@@ -171,7 +197,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 2 * * *",
         recommended="Daily",
         tags=(TAG_SYNC, TAG_PROVISIONING),
-        function="sync_subscriptions_from_provider",
+        kind=JobKind.SYNC_SUBSCRIPTIONS_FROM_PROVIDER,
         reads="Customers' subscriptions at each API provider (Partner Center).",
         writes="Subscription changes as license change logs (source provider); unknown records to "
         "the job's exception list.",
@@ -185,7 +211,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 8 * * *",
         recommended="Daily",
         tags=(TAG_SYNC, TAG_PROVISIONING),
-        function="sync_subscriptions_to_provider_manual",
+        kind=JobKind.SYNC_SUBSCRIPTIONS_TO_PROVIDER_MANUAL,
         reads="License change logs awaiting provisioning at manual providers.",
         writes="One alert per change awaiting provisioning (never twice).",
         rerun="Safe. Alerts already sent are recorded and not sent again.",
@@ -197,7 +223,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 3 * * *",
         recommended="Daily",
         tags=(TAG_SYNC, TAG_INVOICING),
-        function="sync_usage_data",
+        kind=JobKind.SYNC_USAGE_DATA,
         reads="Final (billable) Azure usage line items from each provider.",
         writes="Final usage records; on the first day of a month, usage invoices for the month before.",
         rerun="Safe. A day's records are replaced, and one usage invoice per contract and month.",
@@ -210,7 +236,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 6 * * *",
         recommended="Daily",
         tags=(TAG_METRICS,),
-        function="update_metrics_on_billing_contract",
+        kind=JobKind.UPDATE_METRICS_ON_BILLING_CONTRACT,
         reads="Active contracts, their subscriptions' state on the date, trailing-month usage.",
         writes="MRR and ACV on each contract and a dated snapshot per contract.",
         rerun="Safe. The snapshot for the date is replaced.",
@@ -222,7 +248,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 9 * * *",
         recommended="Daily",
         tags=(TAG_SYNC, TAG_INVOICING),
-        function="update_payment_status",
+        kind=JobKind.UPDATE_PAYMENT_STATUS,
         reads="Payment status by invoice number from the accounting system.",
         writes="Invoices' payment status, amount paid and date; unknown numbers and over-payments "
         "to the job's exception list.",
@@ -236,7 +262,7 @@ JOBS: tuple[Job, ...] = (
         schedule="0 23 * * *",
         recommended="Daily",
         tags=(TAG_SYNC,),
-        function="update_pricing_on_product_price",
+        kind=JobKind.UPDATE_PRICING_ON_PRODUCT_PRICE,
         reads="The price list (product, sales unit, currency, cost, selling price, effective date).",
         writes="New product price rows; history is never rewritten.",
         rerun="Safe. A price already loaded for its effective date is not loaded again.",
@@ -248,7 +274,7 @@ JOBS: tuple[Job, ...] = (
         schedule="5 0 * * *; 30 23 * * *",
         recommended="00:05 and 23:30 tenant time",
         tags=(TAG_PROVISIONING,),
-        function="scheduled_update",
+        kind=JobKind.SCHEDULED_UPDATE,
         reads="Scheduled license change logs due at the run's time.",
         writes="Updated subscriptions, one license change log per merged change; archived or "
         "Merge Failed (with the reason) scheduled changes.",

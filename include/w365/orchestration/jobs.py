@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime, time
+from functools import partial
 from typing import Any, Callable
 
 from w365.orchestration import catalogue
@@ -63,38 +64,23 @@ def _contracts(value: Any) -> list[str] | None:
 # Invoicing (SPEC J4-J6)
 
 
-def _full_cycle(frequency: str) -> Callable[..., dict[str, Any]]:
-    def run(as_of: AsOf, advance_days: int | str = 0, dry_run: bool | str = False, contract: Any = "", contract_ids: list[int] | None = None) -> dict[str, Any]:
-        from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
+def full_cycle_invoice(frequency: str, as_of: AsOf, advance_days: int | str = 0, dry_run: bool | str = False, contract: Any = "",
+                       contract_ids: list[int] | None = None) -> dict[str, Any]:
+    """Generate Full Cycle Invoice - Monthly, Quarterly or Annual Contracts."""
+    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
 
-        report = generate_full_cycle_invoices(
-            frequency, as_of_date(as_of), int(advance_days or 0), contracts=_contracts(contract),
-            contract_ids=contract_ids, dry_run=_flag(dry_run),
-        )
-        return report.to_dict()
-
-    run.__name__ = f"full_cycle_invoice_{frequency}"
-    run.__doc__ = f"Generate Full Cycle Invoice - {frequency.capitalize()} Contracts."
-    return run
+    report = generate_full_cycle_invoices(
+        frequency, as_of_date(as_of), int(advance_days or 0), contracts=_contracts(contract),
+        contract_ids=contract_ids, dry_run=_flag(dry_run),
+    )
+    return report.to_dict()
 
 
-def _change_log(frequency: str) -> Callable[..., dict[str, Any]]:
-    def run(as_of: AsOf, dry_run: bool | str = False, contract: Any = "") -> dict[str, Any]:
-        from w365.billing.invoicing.dispatcher import generate_change_log_invoices
+def change_log_invoice(frequency: str, as_of: AsOf, dry_run: bool | str = False, contract: Any = "") -> dict[str, Any]:
+    """Generate Change Log Invoice - Monthly, Quarterly or Annual Contracts."""
+    from w365.billing.invoicing.dispatcher import generate_change_log_invoices
 
-        return generate_change_log_invoices(frequency, as_of_date(as_of), contracts=_contracts(contract), dry_run=_flag(dry_run)).to_dict()
-
-    run.__name__ = f"change_log_invoice_{frequency}"
-    run.__doc__ = f"Generate Change Log Invoice - {frequency.capitalize()} Contracts."
-    return run
-
-
-full_cycle_invoice_monthly = _full_cycle("monthly")
-full_cycle_invoice_quarterly = _full_cycle("quarterly")
-full_cycle_invoice_annual = _full_cycle("annual")
-change_log_invoice_monthly = _change_log("monthly")
-change_log_invoice_quarterly = _change_log("quarterly")
-change_log_invoice_annual = _change_log("annual")
+    return generate_change_log_invoices(frequency, as_of_date(as_of), contracts=_contracts(contract), dry_run=_flag(dry_run)).to_dict()
 
 
 def due_contract_shards(frequency: str, as_of: AsOf, advance_days: int | str = 0, shards: int = 4, contract: Any = "") -> list[list[int]]:
@@ -305,13 +291,11 @@ def add_incentive_plan(as_of: AsOf, commission_rate: Any = None) -> dict[str, An
 
 
 def function_for(dag_id: str) -> Callable[..., dict[str, Any]]:
+    """The entry point of a catalogue job, ``fn(as_of, **params)`` (the frequency bound for
+    invoicing jobs)."""
     job = catalogue.get(dag_id)
-    fn = globals().get(job.function)
-    if fn is None:
-        from w365.errors import W365Error
-
-        raise W365Error(f"job {dag_id} has no entry point w365.orchestration.jobs.{job.function}")
-    return fn  # type: ignore[no-any-return]
+    fn = ENTRY_POINTS[job.kind]
+    return partial(fn, job.frequency) if job.frequency else fn
 
 
 def _contract_numbers(value: Any, what: str) -> str:
@@ -386,3 +370,22 @@ def run(dag_id: str, as_of: AsOf, **params: Any) -> dict[str, Any]:
     """Run one catalogue job's function for ``as_of`` (what ``w365 run`` does)."""
     log.info("running %s as of %s with %s", dag_id, as_of, params or "no params")
     return function_for(dag_id)(as_of, **params)
+
+
+# Every catalogue kind's entry point, listed (tests/orchestration/test_all_jobs_run.py checks
+# that each catalogue job has one and that nothing else is listed).
+ENTRY_POINTS: dict[catalogue.JobKind, Callable[..., dict[str, Any]]] = {
+    catalogue.JobKind.FULL_CYCLE_INVOICE: full_cycle_invoice,
+    catalogue.JobKind.CHANGE_LOG_INVOICE: change_log_invoice,
+    catalogue.JobKind.SCHEDULED_UPDATE: scheduled_update,
+    catalogue.JobKind.SYNC_SUBSCRIPTIONS_FROM_PROVIDER: sync_subscriptions_from_provider,
+    catalogue.JobKind.SYNC_DAILY_USAGE_DATA: sync_daily_usage_data,
+    catalogue.JobKind.SYNC_USAGE_DATA: sync_usage_data,
+    catalogue.JobKind.AZURE_THRESHOLD_VIOLATION_ALERT: azure_threshold_violation_alert,
+    catalogue.JobKind.SYNC_SUBSCRIPTIONS_TO_PROVIDER_MANUAL: sync_subscriptions_to_provider_manual,
+    catalogue.JobKind.UPDATE_PAYMENT_STATUS: update_payment_status,
+    catalogue.JobKind.UPDATE_PRICING_ON_PRODUCT_PRICE: update_pricing_on_product_price,
+    catalogue.JobKind.AUTO_RENEW_BILLING_CONTRACT: auto_renew_billing_contract,
+    catalogue.JobKind.UPDATE_METRICS_ON_BILLING_CONTRACT: update_metrics_on_billing_contract,
+    catalogue.JobKind.ADD_INCENTIVE_PLAN: add_incentive_plan,
+}

@@ -8,16 +8,17 @@ executemany, which is in-process and already cheap. Values pass through each col
 
 from __future__ import annotations
 
-import csv
 import io
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
-from sqlalchemy import Boolean, Table, insert, text, update
+from sqlalchemy import Boolean, ColumnDefault, Table, insert, text, update
 from sqlalchemy.orm import Session
 
-NULL = r"\N"
+NULL = r"\N"  # COPY text format's null
+# Text values in COPY's text format: backslash, tab and line breaks escaped (nothing else is special).
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 COPY_UPDATE_MIN = 500  # from this many rows an UPDATE goes through COPY and a scratch table
 
 
@@ -113,8 +114,10 @@ def _text_column(session: Session, column: Any, values: list[Any]) -> list[str]:
         return [NULL if v is None else conv(v).isoformat() for v in values]
     if isinstance(t, Boolean):
         return [NULL if v is None else ("t" if v else "f") for v in values]
-    if conv is None and isinstance(t, (Integer, String)):
+    if conv is None and isinstance(t, Integer):
         return [NULL if v is None else str(v) for v in values] if has_null else list(map(str, values))
+    if conv is None and isinstance(t, String):
+        return [NULL if v is None else str(v).translate(COPY_ESCAPES) for v in values]
     if conv is None:
         return [_text(v) for v in values]
     return [_text(conv(v)) for v in values]
@@ -129,7 +132,7 @@ def _text(value: Any) -> str:
         return format(value, "f")
     if isinstance(value, (datetime, date)):
         return value.isoformat()
-    return str(value)
+    return str(value).translate(COPY_ESCAPES)
 
 
 def _columns(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -138,18 +141,20 @@ def _columns(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     names = list(rows[0].keys())
     cols = {c: [r[c] for r in rows] for c in names}
     for c in table.c:
-        if c.name not in cols and c.default is not None and not c.primary_key:
-            arg = c.default.arg  # type: ignore[union-attr]
+        if c.name not in cols and isinstance(c.default, ColumnDefault) and not c.primary_key:
+            arg = c.default.arg
             cols[c.name] = [arg(None) for _ in rows] if callable(arg) else [arg] * len(rows)
     return cols
 
 
-def _copy(session: Session, table_name: str, columns: list[str], cells: list[list[str]]) -> None:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(zip(*cells))
-    buf.seek(0)
+def copy_columns(session: Session, table_name: str, columns: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
+    """``COPY table (columns) FROM STDIN`` in PostgreSQL's text format: the one COPY writer (bulk
+    inserts, bulk updates, usage days). ``cells``: one list per column, each value already COPY
+    text (``NULL`` for null; text through ``COPY_ESCAPES``)."""
+    rows = len(cells[0]) if cells else 0
+    buf = io.StringIO("\n".join(map("\t".join, zip(*cells))) + ("\n" if rows else ""))
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.copy_expert(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN WITH (FORMAT csv, NULL '{NULL}')", buf)
+    cursor.copy_expert(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN", buf)
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, return_ids: bool = False) -> list[int]:
@@ -170,7 +175,7 @@ def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, ret
             text("SELECT nextval(pg_get_serial_sequence(:t, 'id')) FROM generate_series(1, :n)"), {"t": table.name, "n": len(rows)}
         ))
         cols = {"id": ids, **cols}
-    _copy(session, table.name, list(cols), [_text_column(session, table.c[c], v) for c, v in cols.items()])
+    copy_columns(session, table.name, list(cols), [_text_column(session, table.c[c], v) for c, v in cols.items()])
     return ids
 
 
@@ -191,7 +196,7 @@ def update_rows(session: Session, model: Any, rows: list[dict[str, Any]]) -> Non
         # fast text as inserts), then one UPDATE ... FROM it.
         scratch = f"w365_update_{table.name}"
         cursor.execute(f"CREATE TEMP TABLE {scratch} ON COMMIT DROP AS SELECT {', '.join(columns)} FROM {table.name} WITH NO DATA")
-        _copy(session, scratch, columns, [_text_column(session, table.c[c], [r[c] for r in rows]) for c in columns])
+        copy_columns(session, scratch, columns, [_text_column(session, table.c[c], [r[c] for r in rows]) for c in columns])
         cursor.execute(f"UPDATE {table.name} AS t SET {sets} FROM {scratch} AS v WHERE t.id = v.id")
         cursor.execute(f"DROP TABLE {scratch}")
         return

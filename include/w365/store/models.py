@@ -32,6 +32,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from w365.core.vocabulary import (  # re-exported: the columns below are typed with them
+    ChangeBilling,
+    ChangeEffective,
+    ChangeSource,
+    ChangeType,
+    ContractStatus,
+    InvoiceKind,
+    InvoiceLineKind,
+    LCLKind,
+    OPEN_SLCL_STATUSES,  # noqa: F401 - re-exported with the enums
+    PaymentStatus,
+    ProductKind,
+    ProviderKind,
+    ProvisioningStatus,
+    QRB,
+    SLCLAction,
+    SLCLStatus,
+    SubscriptionStatus,
+    UsageKind,
+)
 from w365.store.types import ExactDecimal, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -84,133 +104,6 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
         validate_strings=True,
     )
 
-
-class ProviderKind(str, enum.Enum):
-    PARTNER_CENTER = "partner_center"
-    MANUAL = "manual"
-    FILE = "file"
-
-
-class ProductKind(str, enum.Enum):
-    LICENSE = "license"
-    USAGE = "usage"
-    ONE_TIME = "one_time"
-
-
-class QRB(str, enum.Enum):
-    """Quantity Reduction Behaviour (SPEC C2)."""
-
-    ALLOWED = "allowed"
-    DISALLOWED = "disallowed"
-    WINDOW = "window"
-
-
-class ChangeBilling(str, enum.Enum):
-    """When mid-cycle changes are invoiced (SPEC B4)."""
-
-    IMMEDIATE = "immediate"
-    NEXT_CYCLE = "next_cycle"
-
-
-class ContractStatus(str, enum.Enum):
-    ACTIVE = "active"
-    EXPIRED = "expired"
-    CANCELLED = "cancelled"
-
-
-class SubscriptionStatus(str, enum.Enum):
-    PENDING = "pending"  # created, not yet active (no billing)
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    DEACTIVATED = "deactivated"
-
-
-class LCLKind(str, enum.Enum):
-    STANDARD = "standard"
-    AUDIT = "audit"
-
-
-class ChangeType(str, enum.Enum):
-    ACTIVATION = "activation"
-    QUANTITY = "quantity"
-    PRICE = "price"
-    QUANTITY_PRICE = "quantity_price"
-    DEACTIVATION = "deactivation"
-    SUSPENSION = "suspension"
-    REACTIVATION = "reactivation"
-
-
-class ChangeSource(str, enum.Enum):
-    USER = "user"
-    PROVIDER = "provider"
-    SLCL = "slcl"
-    PORTAL = "portal"
-    IMPORT = "import"
-    RENEWAL = "renewal"
-    SYSTEM = "system"
-
-
-class ProvisioningStatus(str, enum.Enum):
-    PENDING = "pending"  # awaiting provisioning at the provider
-    PROVISIONED = "provisioned"
-    NOT_REQUIRED = "not_required"
-    FAILED = "failed"
-
-
-class SLCLStatus(str, enum.Enum):
-    """SPEC C9 (decision): Pending = scheduled, not yet billed; Awaiting Merge = already billed
-    on an invoice and waiting for its effective date; Archived = merged; Merge Failed = a check
-    failed at merge time (retryable); Cancelled = withdrawn by an operator."""
-
-    PENDING = "pending"
-    AWAITING_MERGE = "awaiting_merge"
-    MERGE_FAILED = "merge_failed"
-    ARCHIVED = "archived"
-    CANCELLED = "cancelled"
-
-
-OPEN_SLCL_STATUSES = (SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE, SLCLStatus.MERGE_FAILED)
-
-
-class SLCLAction(str, enum.Enum):
-    CHANGE = "change"  # quantity and/or price
-    ACTIVATE = "activate"  # also a scheduled reactivation of a suspended subscription
-    DEACTIVATE = "deactivate"
-    SUSPEND = "suspend"  # issue 13 (migration 0004): a suspension scheduled for a future date
-
-
-class ChangeEffective(str, enum.Enum):
-    IMMEDIATELY = "immediately"
-    CUSTOM = "custom"
-    ON_RENEWAL = "on_renewal"
-
-
-class InvoiceKind(str, enum.Enum):
-    FULL_CYCLE = "full_cycle"
-    CHANGE_LOG = "change_log"
-    USAGE = "usage"
-
-
-class InvoiceLineKind(str, enum.Enum):
-    RECURRING = "recurring"  # first billing of a subscription's days in a period
-    ADJUSTMENT = "adjustment"  # a delta (charge or credit) for days billed before
-    ONE_TIME = "one_time"  # NRI: once, never prorated
-    USAGE = "usage"
-
-
-class PaymentStatus(str, enum.Enum):
-    UNPAID = "unpaid"
-    PARTIALLY_PAID = "partially_paid"
-    PAID = "paid"
-
-
-class UsageKind(str, enum.Enum):
-    INTERIM = "interim"  # daily, not billed
-    FINAL = "final"  # billable
-
-
-# --------------------------------------------------------------------------------------------
-# Tenant and reference data
 
 
 class Tenant(Base):

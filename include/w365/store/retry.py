@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, TypeVar
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 log = logging.getLogger(__name__)
@@ -79,3 +79,19 @@ def run_retrying(fn: Callable[[], T], what: str, attempts: int = ATTEMPTS) -> T:
         with attempt:
             return fn()
     raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+
+def batch_or_each(ids: list[int], work: Callable[[list[int]], None], what: Callable[[list[int]], str]) -> None:
+    """``work(ids)`` as one unit of work (redone on transient errors); if the database refuses the
+    batch on a unique key (another run did part of it), each id as its own unit, where a refusal
+    means that id is done already: a no-op. The one batch-then-one-by-one skeleton of the jobs
+    that write with idempotency keys (invoice runs, usage invoices)."""
+    try:
+        run_retrying(lambda: work(ids), what(ids))
+    except IntegrityError as exc:
+        if len(ids) == 1:
+            log.info("%s: done by another run already; nothing to do", what(ids))
+            return
+        log.warning("%s: a unique key refused the batch (%s); one at a time", what(ids), str(exc.orig).splitlines()[0])
+        for one in ids:
+            batch_or_each([one], work, what)

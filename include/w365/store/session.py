@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -117,9 +117,14 @@ def dispose_engines() -> None:
         _engines.clear()
 
 
+def _dispose_after_fork() -> None:
+    for e in list(_engines.values()):
+        e.dispose(close=False)
+
+
 if hasattr(os, "register_at_fork"):
     # Connections must never cross a fork (LocalExecutor and Celery both fork).
-    os.register_at_fork(after_in_child=lambda: [e.dispose(close=False) for e in list(_engines.values())])
+    os.register_at_fork(after_in_child=_dispose_after_fork)
 
 
 def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
@@ -205,15 +210,6 @@ def is_postgres(session_or_engine: Session | Engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
 
-
-def advisory_xact_lock(session: Session, namespace: int, key: int) -> None:
-    """Serialise work on one entity (a contract, a subscription) for this transaction.
-
-    PostgreSQL: a transaction-scoped advisory lock. SQLite: every write transaction already
-    holds the database's single write lock (BEGIN IMMEDIATE), so there is nothing to add.
-    """
-    if is_postgres(session):
-        session.execute(text("SELECT pg_advisory_xact_lock(:ns, :key)"), {"ns": namespace, "key": key})
 
 
 # Advisory-lock namespaces.

@@ -18,9 +18,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
-from fractions import Fraction
-from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Engine, select, update
@@ -46,7 +43,8 @@ from w365.billing.invoicing.planner import (
     plan_change_log,
     plan_full_cycle,
 )
-from w365.core.money import UnknownCurrency, round_half_up
+from w365.core.calendar import stored_proration
+from w365.core.money import UnknownCurrency, sum_amounts
 from w365.errors import W365Error
 from w365.store.bulk import insert_rows, update_rows
 from w365.store.job_report import record_exceptions
@@ -60,7 +58,7 @@ from w365.store.models import (
     SLCLStatus,
     Tenant,
 )
-from w365.store.retry import run_retrying, transient_reason
+from w365.store.retry import batch_or_each, run_retrying, transient_reason
 from w365.store.session import (
     get_engine,
     is_postgres,
@@ -150,12 +148,6 @@ def _plan_batch(
 # Writing a batch
 
 
-@lru_cache(maxsize=4096)
-def _proration(days: int, period_days: int) -> Decimal:
-    """The stored proration factor (M3); a handful of distinct day counts cover every line."""
-    return round_half_up(Fraction(days, period_days), 10)
-
-
 def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
     return {
         "invoice_id": invoice_id,
@@ -171,7 +163,7 @@ def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
         "unit_price": ln.unit_price,
         "days": ln.days,
         "period_days": ln.period_days,
-        "proration_factor": _proration(ln.days, ln.period_days),
+        "proration_factor": stored_proration(ln.days, ln.period_days),
         "amount": ln.amount,
         "sales_unit": ln.sales_unit,
         "source_currency": ln.source_currency,
@@ -195,7 +187,7 @@ def write_plans(
             .returning(Tenant.next_invoice_number, Tenant.invoice_prefix)
         ).one()
         first = top - len(drafts)
-        inv_rows = []
+        inv_rows: list[dict[str, Any]] = []
         for i, (b, inv) in enumerate(drafts):
             c = b.contract
             seq = first + i
@@ -203,7 +195,7 @@ def write_plans(
                 "number": f"{prefix}{seq:06d}", "sequence": seq, "contract_id": c.id, "customer_id": c.customer_id,
                 "kind": inv.kind, "currency": c.currency, "issue_date": as_of, "due_date": as_of + timedelta(days=c.payment_terms_days),
                 "period_from": inv.period_from, "period_to": inv.period_to,
-                "total": sum((l.amount for l in inv.lines), Decimal(0)), "created_by_job": job,
+                "total": sum_amounts((l.amount for l in inv.lines), c.currency), "created_by_job": job,
             })
         ids = insert_rows(session, Invoice, inv_rows, return_ids=True)
         line_rows: list[dict[str, Any]] = []
@@ -337,20 +329,12 @@ def _run(kind: str, group: str, run_date: date, ids_of, *, horizon: date | None,
     def bill_now(chunk: list[int]) -> None:
         """Prepare and write ``chunk`` here and now, redone on transient errors."""
 
-        def once() -> None:
-            b = _prepare_batch(engine, chunk, kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
+        def once_for(ids: list[int]) -> None:
+            b = _prepare_batch(engine, ids, kind, horizon=horizon, job=job, dry_run=dry_run, report=report)
             if b is not None:
                 _account(report, *b.write(as_of=run_date, job=job), job)
 
-        try:
-            run_retrying(once, what(chunk))
-        except IntegrityError as exc:
-            if len(chunk) == 1:
-                log.info("%s: contract #%d was billed by another run; nothing to do", job, chunk[0])
-                return
-            log.warning("%s: batch hit a unique key (%s); retrying contract by contract", job, str(exc.orig).splitlines()[0])
-            for cid in chunk:
-                bill_now([cid])
+        batch_or_each(chunk, once_for, what)
 
     def recover(chunk: list[int], exc: BaseException) -> None:
         """A batch's write failed: redo it if the failure allows (a unique key, a transient error)."""

@@ -82,8 +82,8 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
         "lines": [
             {
                 "line": l.line_no, "kind": l.kind.value, "subscription_id": l.subscription_id,
-                "subscription": subs.get(l.subscription_id, (None, None))[0],
-                "product": subs.get(l.subscription_id, (None, None))[1], "description": l.description,
+                "subscription": subs[l.subscription_id][0] if l.subscription_id in subs else None,
+                "product": subs[l.subscription_id][1] if l.subscription_id in subs else None, "description": l.description,
                 "period_from": l.period_from, "period_to": l.period_to,
                 "billing_period_from": l.billing_period_from, "billing_period_to": l.billing_period_to,
                 # As people write them (120, 2.5; 12.00): never Decimal.normalize()'s 1.2E+2 (issue 13).

@@ -30,11 +30,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Iterable, Sequence
 
-from w365.core.calendar import BillingIntervalDetail, Period
+from w365.core.fx import NoRate, Rates, rate_on
+from w365.core.calendar import BillingIntervalDetail, Period, price_per_period, proration_factor
 from w365.core.ledger import BillingTimeline, Change, Segment
 from w365.core.money import (
     PRICE_PLACES,
-    divide_round,
     line_amount,
     minor_units,
     product,
@@ -113,7 +113,7 @@ class ProposedLine:
 
     @property
     def proration_factor(self) -> Fraction:
-        return Fraction(self.days, self.period_days)
+        return proration_factor(self.days, self.period_days)
 
 
 @dataclass
@@ -126,21 +126,14 @@ class Pricer:
 
     contract: ContractTerms
     units: dict[str, int | None]
-    rates: dict[tuple[str, str], list[tuple[date, Decimal]]] = field(default_factory=dict)
+    rates: Rates = field(default_factory=dict)
     _cache: dict[tuple, tuple[Decimal, Decimal | None]] = field(default_factory=dict)
 
     def rate(self, source: str, on: date) -> Decimal | None:
-        if source == self.contract.currency:
-            return None
-        best = None
-        for eff, rate in self.rates.get((source, self.contract.currency), ()):
-            if eff <= on:
-                best = rate
-        if best is None:
-            raise BadContractData(
-                f"no {source}->{self.contract.currency} exchange rate effective on {on} for a subscription priced in {source}"
-            )
-        return best
+        try:
+            return rate_on(self.rates, source, self.contract.currency, on)
+        except NoRate as exc:
+            raise BadContractData(f"{exc} for a subscription priced in {source}") from None
 
     def per_period(self, selling_price: Decimal, sales_unit: str, currency: str, period: Period) -> tuple[Decimal, Decimal | None]:
         key = (selling_price, sales_unit, currency, period.start)
@@ -153,8 +146,7 @@ class Pricer:
         if months is None:
             raise BadContractData(f"sales unit {sales_unit} is one-time but the subscription is recurring")
         rate = self.rate(currency, period.start)
-        numerator = product(selling_price, self.contract.period_months, rate if rate is not None else 1)
-        result = (divide_round(numerator, months, PRICE_PLACES), rate)
+        result = (price_per_period(selling_price, months, self.contract.period_months, rate), rate)
         self._cache[key] = result
         return result
 
@@ -358,9 +350,3 @@ def _one_time(
         fx_rate=rate,
         description=f"{sub.name} (one-time)",
     )
-
-
-def total(lines: Iterable[ProposedLine]) -> Decimal:
-    """Invoice total: the sum of rounded lines (SPEC M2), exact."""
-    return sum((ln.amount for ln in lines), Decimal(0))
-

@@ -21,7 +21,7 @@ from w365.billing.invoicing.generator import (
     SubscriptionInput,
 )
 from w365.core.calendar import frequency_group
-from w365.core.ledger import Change, State
+from w365.core.ledger import Change, State, scheduled_state
 from w365.errors import W365Error
 from w365.store.models import (
     BillingContract,
@@ -70,9 +70,6 @@ class ContractBundle:
     full_cycle_periods: set[date] = field(default_factory=set)
 
 
-def _v(x: object) -> object:
-    return getattr(x, "value", x)
-
 
 def load_units(session: Session) -> dict[str, int | None]:
     return {code: months for code, months in session.execute(select(UnitMapping.code, UnitMapping.months))}
@@ -109,7 +106,8 @@ def pricer_for(terms: ContractTerms, units: dict[str, int | None], rates: dict) 
     return Pricer(terms, units, rates)
 
 
-def _contract_rows(session: Session, ids: Sequence[int]) -> dict[int, ContractRow]:
+def contract_rows(session: Session, ids: Sequence[int]) -> dict[int, ContractRow]:
+    """The generator's view of these contracts (one query; every billing path loads contracts here)."""
     c = BillingContract
     rows = session.connection().execute(
         select(
@@ -120,8 +118,8 @@ def _contract_rows(session: Session, ids: Sequence[int]) -> dict[int, ContractRo
     out = {}
     for r in rows:
         out[r.id] = ContractRow(
-            r.id, r.number, r.customer_id, r.currency, r.frequency, r.start_date, r.end_date, r.auto_renew, _v(r.status),  # type: ignore[arg-type]
-            r.next_invoice_date, r.billed_from, r.payment_terms_days, _v(r.change_billing),  # type: ignore[arg-type]
+            r.id, r.number, r.customer_id, r.currency, r.frequency, r.start_date, r.end_date, r.auto_renew, r.status,  # type: ignore[arg-type]
+            r.next_invoice_date, r.billed_from, r.payment_terms_days, r.change_billing,  # type: ignore[arg-type]
         )
     return out
 
@@ -130,7 +128,7 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
     ids = sorted(set(contract_ids))
     if not ids:
         return {}
-    bundles = {cid: ContractBundle(row) for cid, row in _contract_rows(session, ids).items()}
+    bundles = {cid: ContractBundle(row) for cid, row in contract_rows(session, ids).items()}
     conn = session.connection()  # Core rows: no ORM loading machinery for plain columns
 
     s, p = Subscription, Product
@@ -142,7 +140,7 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
     ).all():
         subs[r.id] = {
             "row": r,
-            "current": State(r.quantity, r.selling_price, r.cost_price, r.sales_unit, _v(r.status)),  # type: ignore[arg-type]
+            "current": State(r.quantity, r.selling_price, r.cost_price, r.sales_unit, r.status),  # type: ignore[arg-type]
             "changes": [],
         }
 
@@ -160,25 +158,25 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         .where(s.contract_id.in_(ids))
     ).all():
         key0 = (q0, sp0, cp0, su0, st0)
-        before = states.get(key0) or states.setdefault(key0, State(q0, sp0, cp0, su0, _v(st0)))  # type: ignore[arg-type]
+        before = states.get(key0) or states.setdefault(key0, State(q0, sp0, cp0, su0, st0))  # type: ignore[arg-type]
         key1 = (q1, sp1, cp1, su1, st1)
-        after = states.get(key1) or states.setdefault(key1, State(q1, sp1, cp1, su1, _v(st1)))  # type: ignore[arg-type]
+        after = states.get(key1) or states.setdefault(key1, State(q1, sp1, cp1, su1, st1))  # type: ignore[arg-type]
         subs[sub_id]["changes"].append(Change(lcl_id, bill_from, before, after, slcl_id, refund, lcl_id))
 
     hooks.at("invoice.read_change_logs")  # tests pause here, between two reads, while another job commits
 
     sl = ScheduledLicenseChangeLog
-    for r in conn.execute(
+    for sr in conn.execute(
         select(sl.id, sl.subscription_id, sl.bill_from, sl.action, sl.quantity, sl.selling_price, sl.cost_price, sl.sales_unit, sl.apply_refund)
         .join(s, s.id == sl.subscription_id)
         .where(s.contract_id.in_(ids), sl.status.in_((SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE)))
     ):
-        info = subs[r.subscription_id]
-        info["changes"].append(slcl_change(info["current"], r))
+        info = subs[sr.subscription_id]
+        info["changes"].append(slcl_change(info["current"], sr))
 
     for sid, info in subs.items():
-        r = info["row"]
-        bundles[r.contract_id].subs.append(SubscriptionInput(sid, r.name, _v(r.kind), r.currency, tuple(info["changes"])))  # type: ignore[arg-type]
+        row = info["row"]
+        bundles[row.contract_id].subs.append(SubscriptionInput(sid, row.name, row.kind, row.currency, tuple(info["changes"])))  # type: ignore[arg-type]
 
     il, inv = InvoiceLine, Invoice
 
@@ -193,18 +191,18 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
         return out
 
     links, slcl_links = links_of(InvoiceLineLCL, InvoiceLineLCL.lcl_id), links_of(InvoiceLineSLCL, InvoiceLineSLCL.slcl_id)
-    for r in conn.execute(
+    for lr in conn.execute(
         select(il.id, inv.contract_id, inv.number, il.line_no, il.subscription_id, il.kind, il.billing_period_from, il.period_from,
                il.period_to, il.quantity, il.unit_price, il.sales_unit, il.fx_rate)
         .join(inv, inv.id == il.invoice_id)
         .where(inv.contract_id.in_(ids), il.subscription_id.is_not(None))
         .order_by(il.id)
     ).all():
-        bundles[r.contract_id].billed.append(
+        bundles[lr.contract_id].billed.append(
             BilledLine(
-                r.subscription_id, _v(r.kind), r.billing_period_from, r.period_from, r.period_to + timedelta(days=1),  # type: ignore[arg-type]
-                r.quantity, r.unit_price, frozenset(links.get(r.id, ())), frozenset(slcl_links.get(r.id, ())),
-                f"{r.number} line {r.line_no}", r.sales_unit, r.fx_rate,
+                lr.subscription_id, lr.kind, lr.billing_period_from, lr.period_from, lr.period_to + timedelta(days=1),  # type: ignore[arg-type]
+                lr.quantity, lr.unit_price, frozenset(links.get(lr.id, ())), frozenset(slcl_links.get(lr.id, ())),
+                f"{lr.number} line {lr.line_no}", lr.sales_unit, lr.fx_rate,
             )
         )
     for cid, pf in conn.execute(
@@ -217,21 +215,8 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
 def slcl_change(current: State, r) -> Change:  # type: ignore[no-untyped-def]
     """A pending scheduled change as the timeline sees it: the subscription's current values
     with the SLCL's new ones laid over, from the SLCL's bill-from day (SPEC C12)."""
-    action = _v(r.action)
-    status = current.status
-    if action == SLCLAction.ACTIVATE.value:
-        status = "active"
-    elif action == SLCLAction.DEACTIVATE.value:
-        status = "deactivated"
-    elif action == SLCLAction.SUSPEND.value:
-        status = "suspended"  # billed through D, not after (a negative change, SPEC S2, S6)
-    after = State(
-        current.quantity if r.quantity is None else r.quantity,
-        current.selling_price if r.selling_price is None else r.selling_price,
-        current.cost_price if r.cost_price is None else r.cost_price,
-        current.sales_unit if r.sales_unit is None else r.sales_unit,
-        status,
-    )
+    action = r.action
+    after = scheduled_state(current, action, r.quantity, r.selling_price, r.cost_price, r.sales_unit)
     refund = bool(r.apply_refund) if action == SLCLAction.DEACTIVATE.value else True
     return Change(None, r.bill_from, current, after, slcl_id=r.id, apply_refund=refund, order=SLCL_ORDER_BASE + r.id)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any, Sequence
 
 from w365.billing.invoicing.generator import (
@@ -24,7 +23,7 @@ from w365.billing.invoicing.generator import (
     propose_lines,
 )
 from w365.core.calendar import Period
-from w365.core.money import plain, plain_price
+from w365.core.money import plain, plain_price, sum_amounts
 
 
 @dataclass
@@ -56,7 +55,7 @@ def billed_periods(terms: ContractTerms, billed_from: date | None, next_invoice_
     if billed_from is None or next_invoice_date is None:
         return []
     cal = terms.calendar
-    out = []
+    out: list[Period] = []
     n = cal.index_of(billed_from)
     while True:
         p = cal.period(n)
@@ -125,7 +124,7 @@ def draft_dict(contract_number: str, currency: str, inv: PlannedInvoice) -> dict
         "currency": currency,
         "period_from": inv.period_from.isoformat(),
         "period_to": inv.period_to.isoformat(),
-        "total": format(sum((l.amount for l in inv.lines), Decimal(0)), "f"),
+        "total": format(sum_amounts((l.amount for l in inv.lines), currency), "f"),
         "lines": [
             {
                 "subscription_id": l.subscription_id, "kind": l.kind, "description": l.description,

@@ -31,7 +31,7 @@ __all__ = [
 
 def _kind(provider: Any) -> str:
     kind = provider.kind
-    return str(getattr(kind, "value", kind))
+    return str(kind)
 
 
 def client_for(provider: Any, **http_kwargs: Any) -> ProviderClient:

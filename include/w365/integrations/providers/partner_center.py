@@ -76,8 +76,8 @@ class PartnerCenterClient(ProviderClient):
     def customer_id(customer: Any) -> str | None:
         if not isinstance(customer, dict):
             return None
-        profile = customer.get("companyProfile") if isinstance(customer.get("companyProfile"), dict) else {}
-        value = customer.get("id") or profile.get("tenantId")
+        profile = customer.get("companyProfile")
+        value = customer.get("id") or (profile.get("tenantId") if isinstance(profile, dict) else None)
         return str(value) if value else None
 
     def subscription_batches(self) -> Iterator[SubscriptionBatch]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from w365.core import limits
 from w365.interfaces.cli import DATE, ID, PRICE, QUANTITY, count_arg, text_arg, word_arg
@@ -165,7 +166,7 @@ def sub_show(args: argparse.Namespace) -> int:
         sub = s.get(Subscription, args.id)
         if sub is None:
             raise NotFound(f"subscription #{args.id} does not exist")
-        data = {
+        data: dict[str, Any] = {
             "id": sub.id, "name": sub.name, "contract_id": sub.contract_id, "status": sub.status.value, "quantity": sub.quantity,
             "selling_price": price(sub.selling_price), "cost_price": None if sub.cost_price is None else price(sub.cost_price),
             "sales_unit": sub.sales_unit, "currency": sub.currency,

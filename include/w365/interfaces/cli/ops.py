@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
+from typing import Any
 
 from w365.core import limits
 from w365.interfaces.cli import DATE, ID, arg, count_arg, text_arg
@@ -51,7 +52,7 @@ def provisioning_done(args: argparse.Namespace) -> int:
         at = at.replace(tzinfo=timezone.utc)
     with session_scope() as s:
         lcl = mark_provisioned(s, args.lcl_id, at=at)
-        out = {"lcl_id": lcl.id, "subscription_id": lcl.subscription_id, "provisioning_status": lcl.provisioning_status, "provisioned_at": lcl.provisioned_at}
+        out: dict[str, Any] = {"lcl_id": lcl.id, "subscription_id": lcl.subscription_id, "provisioning_status": lcl.provisioning_status, "provisioned_at": lcl.provisioned_at}
     if args.json:
         print_json(out)
     else:

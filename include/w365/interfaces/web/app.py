@@ -200,7 +200,7 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
         tz = config.timezone_name()
         token = caller_token(request) or ""
         result, dags = await request.app.state.airflow_api.dags(token, [j.dag_id for j in catalogue.JOBS])
-        rows = []
+        rows: list[dict[str, Any]] = []
         for job in catalogue.JOBS:
             d = dags.get(job.dag_id)
             run = (d or {}).get("last_run") or {}

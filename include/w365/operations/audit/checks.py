@@ -172,7 +172,7 @@ class _Chunk:
 
         by_contract = {c.id: c for c in self.contracts}
         units = self.ref.units
-        self.periods = {c.id: billed_periods(c.start_date, units[c.frequency], c.billed_from, c.next_invoice_date) if units.get(c.frequency) else []
+        self.periods = {c.id: billed_periods(c.start_date, m, c.billed_from, c.next_invoice_date) if (m := units.get(c.frequency)) else []
                         for c in self.contracts}
         self.period_starts = {cid: {p[0] for p in periods} for cid, periods in self.periods.items()}
         number_of = {c.id: c.number for c in self.contracts}
@@ -312,7 +312,7 @@ class _Chunk:
         status, change_billing = c.status, c.change_billing
         settles = f"next full-cycle invoice on {c.next_invoice_date}" if status == "active" and change_billing == "next_cycle" else "change-log invoice"
         service = (c.start_date, None if c.end_date is None or (status == "active" and c.auto_renew) else c.end_date + ONE_DAY)
-        by_sub_period: dict[tuple[int, date], list[_Line]] = defaultdict(list)
+        by_sub_period: dict[tuple[int | None, date], list[_Line]] = defaultdict(list)
         known = {s.id for s in subs}
         for ln in lines:
             by_sub_period[(ln.subscription, ln.billing_period)].append(ln)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import pool
 
 from w365.store.models import Base
 from w365.store.session import get_engine

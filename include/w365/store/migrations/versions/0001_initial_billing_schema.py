@@ -1,7 +1,7 @@
 """initial billing schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21
 
 The whole domain (SPEC S1-S9, B1-B5, C1-C13, M1-M3), the reference units of SPEC B1, the single

@@ -55,7 +55,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    if bind.dialect.name == "sqlite" and bind.dialect.dbapi.sqlite_version_info < (3, 35, 0):
+    if bind.dialect.name == "sqlite" and bind.dialect.dbapi is not None and bind.dialect.dbapi.sqlite_version_info < (3, 35, 0):
         with op.batch_alter_table("customer") as batch:
             for name in reversed(COLUMNS):
                 batch.drop_column(name)

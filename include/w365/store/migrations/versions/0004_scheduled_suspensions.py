@@ -75,7 +75,7 @@ def _set(old: tuple[str, ...], new: tuple[str, ...]) -> None:
     was = f"CONSTRAINT {CONSTRAINT} CHECK ({_check(old)})"
     if sql is None or sql.count(was) != 1:
         raise RuntimeError(f"{TABLE}: its CREATE TABLE text does not hold `{was}` exactly once; nothing was changed")
-    version = bind.execute(sa.text("PRAGMA schema_version")).scalar()
+    version = bind.execute(sa.text("PRAGMA schema_version")).scalar_one()
     bind.execute(sa.text("PRAGMA writable_schema = ON"))
     try:
         bind.execute(sa.text("UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = :t"),
