@@ -146,6 +146,15 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         engine.dispose()
 
 
+def one_error(capsys) -> str:
+    """What the command printed on stderr: exactly one line, starting ``error:``, no traceback."""
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err + out.out
+    lines = [line for line in out.err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.err
+    return lines[0]
+
+
 def reset_store(store: Store) -> None:
     """Empty the store again inside one test (to run a scenario twice and compare). Sessions on
     it must be closed or rolled back first."""

@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 import factories as f
 from pc_server import pc, pc_subscription  # noqa: F401 - pc is a fixture
+from conftest import one_error
 from w365 import hooks
 from w365.orchestration import jobs
 from w365.orchestration.catalogue import JobKind
@@ -34,15 +35,6 @@ pytestmark = pytest.mark.usefixtures("root_logging")  # main() reconfigures logg
 
 
 row_counts = f.row_counts
-
-
-def one_error(capsys) -> str:
-    """What the command printed on stderr: exactly one line, starting ``error:``, no traceback."""
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err + out.out
-    lines = [line for line in out.err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), out.err
-    return lines[0]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import argparse
 from datetime import datetime, timezone
 from pathlib import Path
 
-from w365 import config
 from w365.core import limits
 from w365.interfaces.cli import DATE, arg, count_arg, text_arg
 from w365.interfaces.cli.output import add_json_flag, emit, print_json
@@ -111,6 +110,12 @@ def db_upgrade(args: argparse.Namespace) -> int:
     except CommandError as exc:  # an unknown revision
         raise UsageError(f"argument --revision: {exc}") from None
     print(f"billing store {describe_url(database_url())} is at revision {store.current_revision()}")
+    if args.revision == "head":
+        from w365.billing.tenant import align_zone
+        from w365.store.session import session_scope
+
+        with session_scope() as s:
+            print(align_zone(s))
     return 0
 
 
@@ -145,24 +150,20 @@ def tenant_show(args: argparse.Namespace) -> int:
 
 
 def tenant_set(args: argparse.Namespace) -> int:
-    from w365.core import tenant_time
+    from w365.billing.tenant import set_zone
     from w365.store.session import session_scope
     from w365.billing.subscriptions import get_tenant
 
     with session_scope() as s:
         t = get_tenant(s)
         if args.timezone:
-            tenant_time.zone(args.timezone)
-            t.time_zone = args.timezone
+            set_zone(s, args.timezone)
         if args.name:
             t.name = args.name
         if args.invoice_prefix:
             t.invoice_prefix = args.invoice_prefix
         data = _tenant_dict(t)
     print(", ".join(f"{k}={v}" for k, v in data.items()))
-    if args.timezone and config.timezone_name() != args.timezone:
-        print(f"note: DAG schedules run in {config.timezone_name()}; set [w365] timezone = {args.timezone} "
-              f"(or AIRFLOW__W365__TIMEZONE={args.timezone}) so jobs start at the tenant's midnight")
     return 0
 
 
@@ -173,7 +174,10 @@ def demo_load(args: argparse.Namespace) -> int:
     from w365.store.session import session_scope
     from w365.interfaces.demo import DemoSpec, load_demo
     from w365.billing.subscriptions import get_tenant
+    from w365.billing.tenant import check_schedules_zone
 
+    if args.timezone:
+        check_schedules_zone(args.timezone)
     now = datetime.now(timezone.utc)
     with session_scope() as s:
         tz = args.timezone or get_tenant(s).time_zone
@@ -200,7 +204,10 @@ def _demo_history(args: argparse.Namespace) -> int:
     from w365.interfaces.demo import DemoSpec, load_demo
     from w365.interfaces.demo_history import check_store, run_history
     from w365.billing.subscriptions import get_tenant
+    from w365.billing.tenant import check_schedules_zone
 
+    if args.timezone:
+        check_schedules_zone(args.timezone)
     with session_scope() as s:
         check_store(s)
         tz = args.timezone or get_tenant(s).time_zone
