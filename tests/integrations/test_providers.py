@@ -5,6 +5,7 @@ import logging
 import os
 from datetime import date
 
+import httpx
 import pytest
 
 from pc_server import CLIENT_SECRET, TOKEN, Fault, pc, pc_subscription, pc_usage  # noqa: F401 - pc is a fixture
@@ -126,6 +127,17 @@ def test_p1_retry_after_absent_uses_exponential_backoff_and_gives_up():
     assert sleeps == [0.5, 1.0, 2.0, 3.0]  # 0.5 x 2^n, capped at 3
     assert len(calls) == 5
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # an HTTP date in the past
+
+
+def test_p1_retries_stop_at_the_stated_budget():
+    """Issue 14: the HTTP client is the one retry layer, with a budget per request: retries stop
+    when the next wait would pass ``retry_budget`` seconds, even with retries left."""
+    sleeps = Sleeps()
+    http = JsonHttpClient("http://pc.test", backoff_base=1, backoff_max=100, max_retries=10, retry_budget=10, sleep=sleeps,
+                          transport=httpx.MockTransport(lambda request: httpx.Response(500, json={})))
+    with pytest.raises(HttpError, match="failed after 4 attempt"):
+        http.get_json("/v1/customers")
+    assert sleeps == [1, 2, 4]  # 1 + 2 + 4 = 7 s waited; another 8 s would make 15 > 10
 
 
 def test_p1_transient_500_recovers_persistent_500_reports_that_customer_only(pc):

@@ -223,8 +223,8 @@ def test_invoicing_runs_at_the_start_of_the_tenant_day(dagbag: Any) -> None:
 
 
 def test_provider_calling_tasks_share_the_pool_and_back_off(dagbag: Any) -> None:
-    """Issue 6: provider-calling tasks share pool w365_provider_api and retry with exponential
-    backoff; other tasks use the default pool and retry less."""
+    """Issue 6: provider-calling tasks share pool w365_provider_api; issue 14: every task retries
+    the same way (2, exponential backoff): HTTP failures are retried by the HTTP client alone."""
     for job in catalogue.JOBS:
         for task in dagbag.dags[job.dag_id].tasks:
             assert task.retry_exponential_backoff > 0 and task.retries >= 2
@@ -232,7 +232,7 @@ def test_provider_calling_tasks_share_the_pool_and_back_off(dagbag: Any) -> None
             assert task.retry_policy is not None
             assert task.on_failure_callback
             if job.calls_provider:
-                assert task.pool == catalogue.PROVIDER_POOL and task.retries == 5
+                assert task.pool == catalogue.PROVIDER_POOL and task.retries == 2
             else:
                 assert task.pool == "default_pool"
     assert {j.dag_id for j in catalogue.JOBS if j.calls_provider} >= {"sync_subscriptions_from_provider", "sync_usage_data"}
@@ -245,8 +245,14 @@ def test_a_data_error_fails_at_once_and_a_transient_one_retries() -> None:
     from w365.orchestration.airflow_support import FAIL_FAST
     from w365.errors import ValidationError
 
+    from w365.integrations.http import HttpError
+    from w365.orchestration.jobs import JobFailed
+
     assert FAIL_FAST.evaluate(ValidationError("contract BC-1", "no exchange rate"), 1, 3).action is RetryAction.FAIL
     assert FAIL_FAST.evaluate(ConnectionError("reset by peer"), 1, 3).action is RetryAction.DEFAULT
+    # issue 14: one retry layer for HTTP: what the client gave up on is not retried again by the task
+    assert FAIL_FAST.evaluate(HttpError("GET /v1/customers failed after 6 attempt(s): HTTP 503", 503), 1, 3).action is RetryAction.FAIL
+    assert FAIL_FAST.evaluate(JobFailed("1 provider(s) could not be read"), 1, 3).action is RetryAction.FAIL
 
 
 def test_failure_notifier_is_configured_in_one_place(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

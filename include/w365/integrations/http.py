@@ -3,10 +3,14 @@
 What every caller needs and gets the same way:
 
 * a timeout on every request (connect and read);
-* bounded retries with exponential backoff (``backoff_base * 2**attempt``, capped at
-  ``backoff_max``) on HTTP 429, 500, 502, 503, 504 and on network errors; on 429/503 the
-  server's ``Retry-After`` (seconds or an HTTP date) is honoured, capped at ``backoff_max``;
-  after ``max_retries`` retries the request fails with :class:`HttpError`;
+* the one retry layer for HTTP (tenacity): HTTP 429, 500, 502, 503, 504 and network errors are
+  retried with exponential backoff (``backoff_base * 2**attempt``, capped at ``backoff_max``);
+  on 429/503 the server's ``Retry-After`` (seconds or an HTTP date) is honoured, capped at
+  ``backoff_max``. Budget per request: at most ``max_retries`` retries and ``retry_budget``
+  seconds of waiting, whichever comes first (defaults 5 and 300 s: at most 6 attempts in about 5
+  minutes); then the request fails with :class:`HttpError`. The Airflow task does not retry what
+  this layer gave up on (``w365.orchestration.airflow_support.FAIL_FAST``): ops clear the run when
+  the provider is back (reruns are idempotent);
 * one token refresh on HTTP 401 (OAuth2 client credentials) before giving up;
 * JSON numbers parsed as ``Decimal`` (SPEC M1: never float);
 * paging through ``continuationToken`` / ``links.next`` (Partner Center's collection shape);
@@ -27,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from w365.errors import W365Error
 
@@ -44,6 +49,15 @@ class HttpError(W365Error):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status
+
+
+class _Transient(Exception):
+    """A failure worth another try (HTTP 429/5xx, a timeout, a network error)."""
+
+    def __init__(self, problem: str, response: httpx.Response | None = None):
+        super().__init__(problem)
+        self.response = response
+        self.status = response.status_code if response is not None else None
 
 
 class TokenAuth:
@@ -142,6 +156,7 @@ class JsonHttpClient:
         auth: TokenAuth | None = None,
         timeout: float = 30.0,
         max_retries: int = 5,
+        retry_budget: float = 300.0,
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -152,6 +167,7 @@ class JsonHttpClient:
         self.auth = auth
         self.timeout = timeout
         self.max_retries = max_retries
+        self.retry_budget = retry_budget
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.sleep = sleep
@@ -186,41 +202,63 @@ class JsonHttpClient:
         json_body: Any = None,
     ) -> Any:
         where = _where(url if "://" in url else self.base_url + url)
-        refreshed = False
-        attempt = 0
-        while True:
+        waited = [0.0]
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            resp = exc.response if isinstance(exc, _Transient) else None
+            return self._delay(state.attempt_number - 1, resp)
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            delay = state.next_action.sleep if state.next_action else 0.0
+            waited[0] += delay
+            self.retries += 1
+            log.warning("%s %s: %s; retry %d/%d in %.1fs", method, where, exc, state.attempt_number, self.max_retries, delay)
+
+        def within_budget(state: RetryCallState) -> bool:
+            """Stop when the retries are spent, or when the next wait would pass the budget."""
+            if state.attempt_number > self.max_retries:
+                return True
+            return waited[0] + wait(state) > self.retry_budget
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Transient), stop=within_budget, wait=wait, sleep=self.sleep,
+            before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._attempt(method, url, where, params, headers, json_body)
+        except _Transient as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            raise HttpError(f"{method} {where} failed after {attempts} attempt(s): {exc}", exc.status) from None
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying returns or raises
+
+    def _attempt(self, method: str, url: str, where: str, params: dict[str, Any] | None, headers: dict[str, str] | None,
+                 json_body: Any) -> Any:
+        """One try (a 401 refreshes the token once within it); a failure worth retrying raises
+        :class:`_Transient`."""
+        for refreshed in (False, True):
             hdrs = dict(headers or {})
             if self.auth is not None:
                 hdrs.update(self.auth.headers(self._http, self.timeout))
             self.requests += 1
-            resp: httpx.Response | None = None
-            problem: str
             try:
                 resp = self._http.request(method, url, params=params, headers=hdrs, json=json_body)
             except httpx.TimeoutException:
-                problem = f"timed out after {self.timeout}s"
+                raise _Transient(f"timed out after {self.timeout}s") from None
             except httpx.TransportError as exc:
-                problem = f"network error ({type(exc).__name__})"
-            else:
-                if resp.status_code < 400:
-                    return parse_json(resp.content, f"{method} {where}")
-                if resp.status_code == 401 and self.auth is not None and self.auth.token_url and not refreshed:
-                    refreshed = True
-                    self.auth.invalidate()
-                    continue
-                if resp.status_code not in RETRY_STATUSES:
-                    raise HttpError(f"{method} {where} failed: HTTP {resp.status_code}{_detail(resp)}", resp.status_code)
-                problem = f"HTTP {resp.status_code}"
-            if attempt >= self.max_retries:
-                raise HttpError(
-                    f"{method} {where} failed after {attempt + 1} attempt(s): {problem}",
-                    resp.status_code if resp is not None else None,
-                )
-            delay = self._delay(attempt, resp)
-            log.warning("%s %s: %s; retry %d/%d in %.1fs", method, where, problem, attempt + 1, self.max_retries, delay)
-            self.retries += 1
-            self.sleep(delay)
-            attempt += 1
+                raise _Transient(f"network error ({type(exc).__name__})") from None
+            if resp.status_code < 400:
+                return parse_json(resp.content, f"{method} {where}")
+            if resp.status_code == 401 and self.auth is not None and self.auth.token_url and not refreshed:
+                self.auth.invalidate()
+                continue
+            if resp.status_code not in RETRY_STATUSES:
+                raise HttpError(f"{method} {where} failed: HTTP {resp.status_code}{_detail(resp)}", resp.status_code)
+            raise _Transient(f"HTTP {resp.status_code}", resp)
+        raise HttpError(f"{method} {where} failed: HTTP 401 after a token refresh", 401)
 
     def get_json(self, url: str, *, params: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> Any:
         return self.request_json("GET", url, params=params, headers=headers)
@@ -317,6 +355,7 @@ def client_from_connection(
         "auth": auth,
         "timeout": setting_number(extra, "timeout", 30.0),
         "max_retries": int(setting_number(extra, "max_retries", 5)),
+        "retry_budget": setting_number(extra, "retry_budget", 300.0),
         "backoff_base": setting_number(extra, "backoff_base", 1.0),
         "backoff_max": setting_number(extra, "backoff_max", 60.0),
         "transport": transport,

@@ -127,8 +127,11 @@ class FailureNotifier(BaseNotifier):
 
 
 # --------------------------------------------------------------------------------------------
-# Retries: transient failures (database locks, network, provider 429/5xx) retry with exponential
-# backoff; a refusal meant for people (bad data, unknown record) fails at once.
+# Retries, one layer per kind of failure (issue 14): a database's transient errors are redone by
+# the job itself (w365.store.retry), HTTP 429/5xx and network errors by the HTTP client
+# (w365.integrations.http: at most 6 attempts in about 5 minutes per request). The task does not
+# retry either again; its own retries (2, from 1 minute) are for what neither layer sees (a worker
+# lost, a process killed). A refusal meant for people (bad data, unknown record) fails at once.
 
 FAIL_FAST = ExceptionRetryPolicy(
     rules=[
@@ -136,6 +139,13 @@ FAIL_FAST = ExceptionRetryPolicy(
             exception=["w365.errors.ValidationError", "w365.errors.NotFound", "w365.core.tenant_time.TenantTimeError"],
             action=RetryAction.FAIL,
             reason="a data problem: retrying cannot fix it; fix the data and clear the task",
+        ),
+        RetryRule(
+            exception=["w365.orchestration.jobs.JobFailed", "w365.integrations.http.HttpError",
+                       "w365.integrations.providers.base.ProviderUnavailable"],
+            action=RetryAction.FAIL,
+            reason="a provider or system stayed unreachable through the HTTP client's retries (or data needs fixing); "
+                   "everything else was done; clear the task when it answers again (reruns are idempotent)",
         ),
     ],
 )
@@ -152,9 +162,9 @@ def default_args(job: catalogue.Job) -> dict[str, Any]:
         "on_failure_callback": FailureNotifier(),
     }
     if job.calls_provider:
-        # The provider rate-limits (HTTP 429): every provider-calling task shares one pool and
-        # backs off longer: from 2 minutes, doubling, at most an hour.
-        args.update(pool=PROVIDER_POOL, retries=5, retry_delay=timedelta(minutes=2), max_retry_delay=timedelta(hours=1))
+        # The provider rate-limits (HTTP 429): every provider-calling task shares one pool; the
+        # HTTP client is their retry layer (see FAIL_FAST above).
+        args.update(pool=PROVIDER_POOL)
     return args
 
 
