@@ -92,9 +92,11 @@ def test_issue13_history_is_deterministic(store, session):
     assert _books(session) == first and first[0]
 
 
-def test_issue13_cli_demo_load_history_days_then_verify(store, capsys):
+def test_issue13_cli_demo_load_history_days_then_verify(store, capsys, monkeypatch):
     """issue 13: the flag start.sh uses; `w365 verify billing` and `w365 verify ledger` exit 0 after
-    it; a second history on a store with invoices is refused with one line, nothing written."""
+    it; a second history on a store with invoices is refused with one line, nothing written.
+    (issue 14: --timezone must be the schedules' zone, [w365] timezone, as in start.sh.)"""
+    monkeypatch.setenv("AIRFLOW__W365__TIMEZONE", LA)
     assert main(["demo", "load", "--timezone", LA, "--history-days", "21", "--as-of", TODAY.isoformat(), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["history"]["first_day"] == "2026-11-29" and out["history"]["last_day"] == "2026-12-19" and out["history"]["days"] == 21

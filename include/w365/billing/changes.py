@@ -210,24 +210,18 @@ def validate_change(
         check_reduction(label_, sub.qrb, sub.qrw_days, start, day)
 
 
-def renewal_date(contract: BillingContract, today: date) -> date:
+def renewal_date(session: Session, contract: BillingContract, today: date) -> date:
     """The contract's next renewal date (SPEC C3): the day after its term ends, or for an
-    evergreen contract the next period boundary."""
+    evergreen contract the next boundary of its term (term months, else its frequency's months
+    in the unit mapping, SPEC B5)."""
     if contract.end_date is not None:
         return contract.end_date + timedelta(days=1)
     from w365.core.calendar import BillingIntervalDetail as BID
 
-    months = contract.term_months or unit_months_required(contract)
-    return BID(contract.start_date, months).next_boundary_on_or_after(today + timedelta(days=1))
-
-
-def unit_months_required(contract: BillingContract) -> int:
-    from w365.core.calendar import STANDARD_UNITS
-
-    months = STANDARD_UNITS.get(contract.frequency)
-    if months is None:
+    months = contract.term_months or unit_months(session, contract.frequency)
+    if not months:
         raise ValidationError(f"contract {contract.number}", f"frequency {contract.frequency} has no term length")
-    return months
+    return BID(contract.start_date, months).next_boundary_on_or_after(today + timedelta(days=1))
 
 
 def change_subscription(
@@ -264,7 +258,7 @@ def change_subscription(
     else:
         # A renewed term starts with its new values, in both directions: the D / D+1 rule of
         # S6 is for changes inside a term. Applied as the term starts (00:05), billed from D.
-        day = renewal_date(contract, today)
+        day = renewal_date(session, contract, today)
         scheduled = tenant_time.scheduled_instant(day, tenant_time.Direction.POSITIVE, tz)
 
     validate_change(session, sub, contract, req, before, after, day)

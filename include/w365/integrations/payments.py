@@ -35,8 +35,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -139,41 +140,77 @@ def _field(raw: dict[str, Any], name: str) -> Any:
     return None
 
 
+def _number(value: Any) -> str:
+    if not value:
+        raise BadPayment("no invoice_number")
+    return str(value).strip()
+
+
+def _status(value: Any) -> PaymentStatus | None:
+    if value is None:
+        return None
+    status = STATUS_ALIASES.get(str(value).strip().lower())
+    if status is None:
+        raise BadPayment(f"status {value!r} is not paid, partially_paid or unpaid")
+    return status
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, float):
+        raise BadPayment(f"amount_paid {value!r} is a float")
+    try:
+        amount = D(str(value) if not isinstance(value, Decimal) else value)
+    except MoneyError as exc:
+        raise BadPayment(str(exc)) from None
+    if amount < 0:
+        raise BadPayment(f"amount_paid {amount} is negative")
+    try:  # issue 12: within its column on SQLite as on PostgreSQL
+        limits.stored_amount(amount, "amount_paid")
+    except limits.BadValue as exc:
+        raise BadPayment(str(exc)) from None
+    return amount
+
+
+def _paid_on(value: Any) -> date | None:
+    if value is None:
+        return None
+    try:
+        return limits.day(str(value)[:10], "paid_on")
+    except limits.BadValue:
+        raise BadPayment(f"paid_on {limits.show(value)} is not a date (YYYY-MM-DD) from {limits.MIN_DATE} to {limits.MAX_DATE}") from None
+
+
+_OPTIONAL = Field(default=None, validate_default=True)
+
+
+class PaymentPayload(BaseModel):
+    """A payment record as the accounting system sends it (pydantic, issue 14): each field is the
+    first non-empty of its names (``FIELDS``), checked by its rule; a problem names the field."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    invoice_number: Annotated[str, BeforeValidator(_number), _OPTIONAL]
+    status: Annotated[PaymentStatus | None, BeforeValidator(_status), _OPTIONAL]
+    amount_paid: Annotated[Decimal | None, BeforeValidator(_amount), _OPTIONAL]
+    paid_on: Annotated[date | None, BeforeValidator(_paid_on), _OPTIONAL]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_named(cls, raw: Any) -> dict[str, Any]:
+        return {name: _field(raw, name) for name in FIELDS}
+
+
 def parse_payment(ref: str, raw: Any) -> PaymentRecord:
     if not isinstance(raw, dict):
         raise BadPayment("not an object")
-    number = _field(raw, "invoice_number")
-    if not number:
-        raise BadPayment("no invoice_number")
-    status_text = _field(raw, "status")
-    status = None
-    if status_text is not None:
-        status = STATUS_ALIASES.get(str(status_text).strip().lower())
-        if status is None:
-            raise BadPayment(f"status {status_text!r} is not paid, partially_paid or unpaid")
-    amount_raw = _field(raw, "amount_paid")
-    amount = None
-    if amount_raw is not None:
-        if isinstance(amount_raw, float):
-            raise BadPayment(f"amount_paid {amount_raw!r} is a float")
-        try:
-            amount = D(str(amount_raw) if not isinstance(amount_raw, Decimal) else amount_raw)
-        except MoneyError as exc:
-            raise BadPayment(str(exc)) from None
-        if amount < 0:
-            raise BadPayment(f"amount_paid {amount} is negative")
-        try:  # issue 12: within its column on SQLite as on PostgreSQL
-            limits.stored_amount(amount, "amount_paid")
-        except limits.BadValue as exc:
-            raise BadPayment(str(exc)) from None
-    paid_raw = _field(raw, "paid_on")
-    paid_on = None
-    if paid_raw is not None:
-        try:
-            paid_on = limits.day(str(paid_raw)[:10], "paid_on")
-        except limits.BadValue:
-            raise BadPayment(f"paid_on {limits.show(paid_raw)} is not a date (YYYY-MM-DD) from {limits.MIN_DATE} to {limits.MAX_DATE}") from None
-    return PaymentRecord(ref, str(number).strip(), status, amount, paid_on)
+    try:
+        p = PaymentPayload.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        raise BadPayment(str((error.get("ctx") or {}).get("error") or error["msg"])) from None
+    return PaymentRecord(ref, p.invoice_number, p.status, p.amount_paid, p.paid_on)
 
 
 @dataclass

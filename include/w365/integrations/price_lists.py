@@ -104,25 +104,24 @@ def read_rows(path: Path, bad_rows: dict[str, str] | None = None) -> list[tuple[
 
 
 def parse_row(rec: dict[str, str], products: dict[str, int], units: set[str]) -> dict[str, Any]:
-    """One price-list row, checked with the initial import's rules (``w365.store.csv_rows``)."""
-    from w365.store.csv_rows import BadField, field_currency, field_date, field_price
+    """One price-list row: the import's prices.csv model (``w365.store.import_rows.PriceRow``),
+    then what needs the store (a known sku, a unit of the unit mapping)."""
+    from w365.store.csv_rows import BadField
+    from w365.store.import_rows import PriceRow, parse
 
-    for col in REQUIRED:
-        if not rec.get(col):
-            raise BadRow(f"{col} is empty")
-    pid = products.get(rec["sku"])
-    if pid is None:
-        raise BadRow(f"unknown sku {rec['sku']!r}")
-    if rec["sales_unit"] not in units:
-        raise BadRow(f"sales unit {rec['sales_unit']!r} is not in the unit mapping")
     try:
-        return {
-            "product_id": pid, "price_list": rec.get("price_list") or "default", "sales_unit": rec["sales_unit"],
-            "currency": field_currency(rec["currency"]), "cost_price": field_price(rec["cost_price"], "cost_price"),
-            "selling_price": field_price(rec["selling_price"], "selling_price"), "effective_from": field_date(rec["effective_from"], "effective_from"),
-        }
+        row = parse(PriceRow, rec)
     except BadField as exc:
         raise BadRow(str(exc)) from None
+    pid = products.get(row.sku)
+    if pid is None:
+        raise BadRow(f"unknown sku {row.sku!r}")
+    if rec["sales_unit"] not in units:
+        raise BadRow(f"sales unit {rec['sales_unit']!r} is not in the unit mapping")
+    return {
+        "product_id": pid, "price_list": row.price_list or "default", "sales_unit": rec["sales_unit"], "currency": row.currency,
+        "cost_price": row.cost_price, "selling_price": row.selling_price, "effective_from": row.effective_from,
+    }
 
 
 def _key(r: dict[str, Any]) -> tuple[Any, ...]:

@@ -253,7 +253,7 @@ def apply_batch(
         try:
             with session.begin_nested():
                 ps = parse_subscription(raw, batch.customer_tenant_id)
-                customer = ctx.customers.get(ps.customer_tenant_id)
+                customer = ctx.customers.get(ps.customer_tenant_id or "")
                 if customer is None:
                     raise Quarantine(f"unknown customer: no customer has provider tenant id {ps.customer_tenant_id}")
                 sub = ctx.subs.get(ps.id)

@@ -23,25 +23,17 @@ from w365.core import limits
 from w365.core.calendar import BillingIntervalDetail
 from w365.core.money import MoneyError, check_currency
 from w365.errors import UsageError, W365Error
+from w365.store.import_rows import ContractRow, CustomerRow, PriceRow, ProductRow, ProviderRow, RateRow, SubscriptionRow, parse
 from w365.store.csv_rows import (
     FILES,
     TEXT_LENGTHS,
     BadField,
     RowError,
-    bounded,
-    field_bool,
-    field_currency,
-    field_date,
-    field_enum,
-    field_price,
-    optional,
     read_csv,
-    required,
 )
 from w365.store.models import (
     QRB,
     BillingContract,
-    ChangeBilling,
     ChangeSource,
     Customer,
     ExchangeRate,
@@ -49,7 +41,6 @@ from w365.store.models import (
     ProductKind,
     ProductPrice,
     Provider,
-    ProviderKind,
     Subscription,
     UnitMapping,
 )
@@ -145,139 +136,109 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         return BadField(f"unknown {what} {key!r}")
 
     def provider_row(rec: dict[str, str]) -> None:
-        name = required(rec, "name")
-        if name in providers:
-            raise BadField(f"provider {name!r} exists already")
-        p = Provider(name=name, kind=field_enum(required(rec, "kind"), "kind", ProviderKind, None), connection_id=optional(rec, "connection_id"), alert_email=optional(rec, "alert_email"))
+        row = parse(ProviderRow, rec)
+        if row.name in providers:
+            raise BadField(f"provider {row.name!r} exists already")
+        p = Provider(name=row.name, kind=row.kind, connection_id=row.connection_id, alert_email=row.alert_email)
         session.add(p)
         session.flush()
-        providers[name] = p
+        providers[row.name] = p
 
     def customer_row(rec: dict[str, str]) -> None:
-        name = required(rec, "name")
-        if name in customers:
-            raise BadField(f"customer {name!r} exists already")
-        c = Customer(name=name, email=optional(rec, "email"), salesperson=optional(rec, "salesperson"), provider_tenant_id=optional(rec, "provider_tenant_id"), created_at=now)
+        row = parse(CustomerRow, rec)
+        if row.name in customers:
+            raise BadField(f"customer {row.name!r} exists already")
+        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now)
         session.add(c)
         session.flush()
-        customers[name] = c
+        customers[row.name] = c
 
     def product_row(rec: dict[str, str]) -> None:
-        sku = required(rec, "sku")
-        if sku in products:
-            raise BadField(f"product {sku!r} exists already")
-        prov_name = optional(rec, "provider")
-        if prov_name is not None and prov_name not in providers:
-            raise unknown("provider", "providers.csv", prov_name)
+        row = parse(ProductRow, rec)
+        if row.sku in products:
+            raise BadField(f"product {row.sku!r} exists already")
+        if row.provider is not None and row.provider not in providers:
+            raise unknown("provider", "providers.csv", row.provider)
         p = Product(
-            sku=sku, name=required(rec, "name"), kind=field_enum(required(rec, "kind"), "kind", ProductKind, None),
-            provider_id=providers[prov_name].id if prov_name else None, offer_id=optional(rec, "offer_id"),
-            default_qrb=field_enum(optional(rec, "qrb"), "qrb", QRB, QRB.WINDOW), default_qrw_days=bounded(limits.qrw_days, optional(rec, "qrw_days"), "qrw_days") if optional(rec, "qrw_days") else 7,
+            sku=row.sku, name=row.name, kind=row.kind, provider_id=providers[row.provider].id if row.provider else None,
+            offer_id=row.offer_id, default_qrb=row.qrb, default_qrw_days=row.qrw_days if row.qrw_days is not None else 7,
         )
         session.add(p)
         session.flush()
-        products[sku] = p
+        products[row.sku] = p
 
     def price_row(rec: dict[str, str]) -> None:
-        sku = required(rec, "sku")
-        if sku not in products:
-            raise unknown("product", "products.csv", sku)
-        unit = required(rec, "sales_unit").upper()
-        if unit not in units:
-            raise BadField(f"unknown sales unit {unit!r}")
+        row = parse(PriceRow, rec)
+        if row.sku not in products:
+            raise unknown("product", "products.csv", row.sku)
+        if row.sales_unit not in units:
+            raise BadField(f"unknown sales unit {row.sales_unit!r}")
         session.add(ProductPrice(
-            product_id=products[sku].id, price_list=optional(rec, "price_list") or "default", sales_unit=unit,
-            currency=field_currency(required(rec, "currency")), cost_price=field_price(required(rec, "cost_price"), "cost_price"),
-            selling_price=field_price(required(rec, "selling_price"), "selling_price"),
-            effective_from=field_date(required(rec, "effective_from"), "effective_from"), created_at=now,
+            product_id=products[row.sku].id, price_list=row.price_list or "default", sales_unit=row.sales_unit, currency=row.currency,
+            cost_price=row.cost_price, selling_price=row.selling_price, effective_from=row.effective_from, created_at=now,
         ))
         session.flush()
 
     def contract_row(rec: dict[str, str]) -> None:
-        number = required(rec, "number")
-        if number in contracts:
-            raise BadField(f"contract {number!r} exists already")
-        cust = required(rec, "customer")
-        if cust not in customers:
-            raise unknown("customer", "customers.csv", cust)
-        freq = required(rec, "frequency").upper()
-        if units.get(freq) is None:
+        row = parse(ContractRow, rec)
+        if row.number in contracts:
+            raise BadField(f"contract {row.number!r} exists already")
+        if row.customer not in customers:
+            raise unknown("customer", "customers.csv", row.customer)
+        freq, start, end = row.frequency, row.start_date, row.end_date
+        months = units.get(freq)
+        if months is None:
             raise BadField(f"frequency {freq!r} is not a recurring unit in the unit mapping")
-        start = field_date(required(rec, "start_date"), "start_date")
-        end = field_date(optional(rec, "end_date"), "end_date")
-        if end is not None and start is not None and end < start:
+        if end is not None and end < start:
             raise BadField(f"end_date {end} is before start_date {start}")
-        nid = field_date(optional(rec, "next_invoice_date"), "next_invoice_date") or start
-        assert start is not None and nid is not None
-        bid = BillingIntervalDetail(start, units[freq])  # type: ignore[arg-type]
+        nid = row.next_invoice_date or start
+        bid = BillingIntervalDetail(start, months)
         if bid.boundary(bid.index_of(nid)) != nid:
             raise BadField(f"next_invoice_date {nid} is not a period boundary of a {freq.lower()} contract starting {start}")
         c = BillingContract(
-            number=number, customer_id=customers[cust].id, frequency=freq, currency=field_currency(required(rec, "currency")),
-            start_date=start, end_date=end, term_months=bounded(limits.term_months, optional(rec, "term_months"), "term_months"),
-            next_invoice_date=nid, auto_renew=field_bool(optional(rec, "auto_renew"), "auto_renew", True),
-            refunds_allowed=field_bool(optional(rec, "refunds_allowed"), "refunds_allowed", False),
-            change_billing=field_enum(optional(rec, "change_billing"), "change_billing", ChangeBilling, ChangeBilling.IMMEDIATE),
-            price_list=optional(rec, "price_list") or "default", salesperson=optional(rec, "salesperson") or customers[cust].salesperson,
-            created_at=now,
+            number=row.number, customer_id=customers[row.customer].id, frequency=freq, currency=row.currency,
+            start_date=start, end_date=end, term_months=row.term_months, next_invoice_date=nid, auto_renew=row.auto_renew,
+            refunds_allowed=row.refunds_allowed, change_billing=row.change_billing, price_list=row.price_list or "default",
+            salesperson=row.salesperson or customers[row.customer].salesperson, created_at=now,
         )
         session.add(c)
         session.flush()
-        contracts[number] = c
+        contracts[row.number] = c
 
     def subscription_row(rec: dict[str, str]) -> None:
-        number = required(rec, "contract")
-        if number not in contracts:
-            raise unknown("contract", "contracts.csv", number)
-        sku = required(rec, "product")
-        if sku not in products:
-            raise unknown("product", "products.csv", sku)
-        prov = required(rec, "provider")
-        if prov not in providers:
-            raise unknown("provider", "providers.csv", prov)
-        unit = required(rec, "sales_unit").upper()
-        if unit not in units:
-            raise BadField(f"unknown sales unit {unit!r}")
-        qty = bounded(limits.quantity, required(rec, "quantity"), "quantity")
-        selling = field_price(required(rec, "selling_price"), "selling_price")
-        cost = field_price(required(rec, "cost_price"), "cost_price")
+        row = parse(SubscriptionRow, rec)
+        if row.contract not in contracts:
+            raise unknown("contract", "contracts.csv", row.contract)
+        if row.product not in products:
+            raise unknown("product", "products.csv", row.product)
+        if row.provider not in providers:
+            raise unknown("provider", "providers.csv", row.provider)
+        if row.sales_unit not in units:
+            raise BadField(f"unknown sales unit {row.sales_unit!r}")
         try:
-            limits.subscription_value(qty, selling, cost, "quantity x price")  # type: ignore[arg-type]
+            limits.subscription_value(row.quantity, row.selling_price, row.cost_price, "quantity x price")
         except limits.BadValue as exc:
             raise BadField(str(exc)) from None
-        start = field_date(required(rec, "start_date"), "start_date")
-        contract = contracts[number]
-        problem = start_problem(contract, start, "start_date") if start is not None else None
+        contract = contracts[row.contract]
+        problem = start_problem(contract, row.start_date, "start_date")
         if problem:
             raise BadField(problem)
-        qrw = optional(rec, "qrw_days")
         create_subscription(
-            session, contract=contract, product=products[sku], provider=providers[prov], name=required(rec, "name"),
-            quantity=qty or 0, selling_price=selling, cost_price=cost, sales_unit=unit,  # type: ignore[arg-type]
-            currency=field_currency(required(rec, "currency")), start_date=start, now=now,  # type: ignore[arg-type]
-            qrb=field_enum(optional(rec, "qrb"), "qrb", QRB, None), qrw_days=bounded(limits.qrw_days, qrw, "qrw_days"),
-            provider_subscription_id=optional(rec, "provider_subscription_id"),
-            provisioned_on=field_date(optional(rec, "provisioned_on"), "provisioned_on"),
-            usage_threshold=bounded(limits.threshold, optional(rec, "usage_threshold"), "usage_threshold"),
-            markup_pct=bounded(limits.markup_pct, optional(rec, "markup_pct"), "markup_pct"), source=ChangeSource.IMPORT, created_by="import",
+            session, contract=contract, product=products[row.product], provider=providers[row.provider], name=row.name,
+            quantity=row.quantity, selling_price=row.selling_price, cost_price=row.cost_price, sales_unit=row.sales_unit,
+            currency=row.currency, start_date=row.start_date, now=now, qrb=row.qrb, qrw_days=row.qrw_days,
+            provider_subscription_id=row.provider_subscription_id, provisioned_on=row.provisioned_on,
+            usage_threshold=row.usage_threshold, markup_pct=row.markup_pct, source=ChangeSource.IMPORT, created_by="import",
         )
 
     def rate_row(rec: dict[str, str]) -> None:
         # The rules of `w365 rate add` (w365.billing.reference), each problem named by its column.
         from w365.billing.reference import rate_conflict
 
-        def code(col: str) -> str:
-            try:
-                return check_currency(required(rec, col).upper())
-            except MoneyError as exc:
-                raise BadField(f"{col}: {exc}") from None
-
-        source, target = code("from_currency"), code("to_currency")
+        row = parse(RateRow, rec)
+        source, target, rate, day = row.from_currency, row.to_currency, row.rate, row.effective_from
         if source == target:
             raise BadField(f"to_currency {target!r} is from_currency too; a rate needs two different currencies")
-        rate = bounded(limits.exchange_rate, required(rec, "rate"), "rate")
-        day = field_date(required(rec, "effective_from"), "effective_from")
-        assert day is not None
         same = session.scalar(select(ExchangeRate.rate).where(
             ExchangeRate.from_currency == source, ExchangeRate.to_currency == target, ExchangeRate.effective_from == day))
         if same is not None:

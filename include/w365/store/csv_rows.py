@@ -67,8 +67,9 @@ class RowError:
         return f"{self.file}, row {self.row}: {self.reason}"
 
 
-class BadField(Exception):
-    pass
+class BadField(ValueError):
+    """A value refused by its column's rule; the message names the column (a ValueError, so a
+    pydantic validator can raise it and the row's error keeps these words)."""
 
 
 def required(rec: dict[str, str], col: str) -> str:

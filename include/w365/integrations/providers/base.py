@@ -24,7 +24,9 @@ import functools
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Iterator
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from w365.core import limits
 from w365.errors import W365Error
@@ -56,33 +58,6 @@ STATUS_MAP = {
 BILLING_CYCLE_UNITS = {"monthly": "MONTHLY", "quarterly": "QUARTERLY", "annual": "ANNUAL", "triennial": "TRIENNIAL"}
 
 
-@dataclass(frozen=True)
-class ProviderSubscription:
-    id: str
-    customer_tenant_id: str
-    offer_id: str
-    quantity: int
-    status: str  # as the provider says (lower case)
-    offer_name: str | None = None
-    friendly_name: str | None = None
-    unit_type: str | None = None
-    auto_renew: bool | None = None
-    billing_cycle: str | None = None
-    term_duration: str | None = None
-    creation_date: datetime | None = None
-    effective_start_date: datetime | None = None
-    commitment_end_date: datetime | None = None
-    cancellation_allowed_until: datetime | None = None
-
-    @property
-    def w365_status(self) -> str | None:
-        return STATUS_MAP.get(self.status)
-
-    @property
-    def name(self) -> str:
-        return self.friendly_name or self.offer_name or self.offer_id
-
-
 @dataclass
 class SubscriptionBatch:
     """One customer's subscription records (raw), or why they could not be read."""
@@ -92,8 +67,7 @@ class SubscriptionBatch:
     error: str | None = None
 
 
-def _text(raw: dict[str, Any], key: str, required: bool = False) -> str | None:
-    value = raw.get(key)
+def _text(value: Any, key: str, required: bool = False) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise BadRecord(f"'{key}' is missing")
@@ -103,18 +77,18 @@ def _text(raw: dict[str, Any], key: str, required: bool = False) -> str | None:
     return str(value).strip()
 
 
-def _instant(raw: dict[str, Any], key: str) -> datetime | None:
-    text = _text(raw, key)
+def _instant(value: Any, key: str) -> datetime | None:
+    text = _text(value, key)
     if text is None:
         return None
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise BadRecord(f"'{key}' {text!r} is not an ISO date/time") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
-def _quantity(value: Any) -> int:
+def _quantity(value: Any, key: str = "quantity") -> int:
     """A licence count within ``w365.core.limits`` (0 to 1,000,000): a provider record beyond it is
     quarantined with the reason, the same on SQLite and PostgreSQL (issue 12)."""
     if isinstance(value, bool) or value is None:
@@ -145,18 +119,18 @@ def _text_lengths() -> dict[str, int]:
             "customerId": limits.column_length(Customer.provider_tenant_id), "offerId": limits.column_length(Product.offer_id)}
 
 
-def _bounded_text(raw: dict[str, Any], key: str, required: bool = False) -> str | None:
+def _bounded_text(value: Any, key: str, required: bool = False) -> str | None:
     """A text field no longer than its column, without control characters (issue 12)."""
-    value = _text(raw, key, required)
-    if value is None:
+    text = _text(value, key, required)
+    if text is None:
         return None
     try:
-        return limits.text(value, f"'{key}'", _text_lengths()[key])
+        return limits.text(text, f"'{key}'", _text_lengths()[key])
     except limits.BadValue as exc:
         raise BadRecord(str(exc)) from None
 
 
-def _bool(value: Any) -> bool | None:
+def _bool(value: Any, key: str) -> bool | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -166,40 +140,87 @@ def _bool(value: Any) -> bool | None:
         return True
     if text in ("false", "0", "no"):
         return False
-    raise BadRecord(f"'autoRenewEnabled' {value!r} is not true/false")
+    raise BadRecord(f"'{key}' {value!r} is not true/false")
+
+
+def _status(value: Any, key: str) -> str:
+    status = (_text(value, key, required=True) or "").lower()
+    if status not in STATUS_MAP:
+        raise BadRecord(f"'{key}' {status!r} is not one of {', '.join(STATUS_MAP)}")
+    return status
+
+
+def _lower(value: Any, key: str) -> str | None:
+    text = _text(value, key)
+    return text.lower() if text else None
+
+
+def _rule(check: Callable[[Any, str], Any]) -> BeforeValidator:
+    """A field's rule, called with the record's value and the field's name in the record."""
+
+    def run(value: Any, info: ValidationInfo) -> Any:
+        return check(value, _ALIASES.get(str(info.field_name), str(info.field_name)))
+
+    return BeforeValidator(run)
+
+
+_OPTIONAL = Field(default=None, validate_default=True)
+
+
+class ProviderSubscription(BaseModel):
+    """A subscription record in Partner Center's subscription-resource shape, validated field by
+    field (pydantic, issue 14); each field's problem names the record's field."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    id: Annotated[str, _rule(lambda v, k: _bounded_text(v, k, required=True))]
+    customer_tenant_id: Annotated[str | None, Field(default=None, validate_default=True, alias="customerId"), _rule(_bounded_text)]
+    status: Annotated[str, _rule(_status)]  # as the provider says (lower case)
+    quantity: Annotated[int, _rule(_quantity)]
+    offer_id: Annotated[str, Field(alias="offerId"), _rule(lambda v, k: _bounded_text(v, k, required=True))]
+    offer_name: Annotated[str | None, Field(default=None, validate_default=True, alias="offerName"), _rule(_text)]
+    friendly_name: Annotated[str | None, Field(default=None, validate_default=True, alias="friendlyName"), _rule(_text)]
+    unit_type: Annotated[str | None, Field(default=None, validate_default=True, alias="unitType"), _rule(_text)]
+    auto_renew: Annotated[bool | None, Field(default=None, validate_default=True, alias="autoRenewEnabled"), _rule(_bool)]
+    billing_cycle: Annotated[str | None, Field(default=None, validate_default=True, alias="billingCycle"), _rule(_lower)]
+    term_duration: Annotated[str | None, Field(default=None, validate_default=True, alias="termDuration"), _rule(_text)]
+    creation_date: Annotated[datetime | None, Field(default=None, validate_default=True, alias="creationDate"), _rule(_instant)]
+    effective_start_date: Annotated[datetime | None, Field(default=None, validate_default=True, alias="effectiveStartDate"),
+                                    _rule(_instant)]
+    commitment_end_date: Annotated[datetime | None, Field(default=None, validate_default=True, alias="commitmentEndDate"),
+                                   _rule(_instant)]
+    cancellation_allowed_until: Annotated[datetime | None, Field(default=None, validate_default=True, alias="cancellationAllowedUntilDate"),
+                                          _rule(_instant)]
+
+    @property
+    def w365_status(self) -> str | None:
+        return STATUS_MAP.get(self.status)
+
+    @property
+    def name(self) -> str:
+        return self.friendly_name or self.offer_name or self.offer_id
+
+
+
+
+_ALIASES = {name: f.alias for name, f in ProviderSubscription.model_fields.items() if f.alias}
 
 
 def parse_subscription(raw: Any, customer_tenant_id: str | None = None) -> ProviderSubscription:
-    """Validate one subscription record; raises :class:`BadRecord` with the reason."""
+    """Validate one subscription record; raises :class:`BadRecord` with the first problem."""
     if not isinstance(raw, dict):
         raise BadRecord(f"a subscription record must be an object, not {type(raw).__name__}")
-    sub_id = _bounded_text(raw, "id", required=True)
-    customer = _bounded_text(raw, "customerId") or customer_tenant_id
-    if not customer:
+    try:
+        record = ProviderSubscription.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        cause = (error.get("ctx") or {}).get("error")
+        raise BadRecord(str(cause) if cause is not None else f"'{error['loc'][0]}' is missing") from None
+    if record.customer_tenant_id:
+        return record
+    if not customer_tenant_id:
         raise BadRecord("no customer tenant id ('customerId')")
-    status = (_text(raw, "status", required=True) or "").lower()
-    if status not in STATUS_MAP:
-        raise BadRecord(f"'status' {status!r} is not one of {', '.join(STATUS_MAP)}")
-    if "quantity" not in raw:
-        raise BadRecord("'quantity' is missing")
-    cycle = _text(raw, "billingCycle")
-    return ProviderSubscription(
-        id=sub_id,  # type: ignore[arg-type]
-        customer_tenant_id=customer,
-        offer_id=_bounded_text(raw, "offerId", required=True),  # type: ignore[arg-type]
-        quantity=_quantity(raw.get("quantity")),
-        status=status,
-        offer_name=_text(raw, "offerName"),
-        friendly_name=_text(raw, "friendlyName"),
-        unit_type=_text(raw, "unitType"),
-        auto_renew=_bool(raw.get("autoRenewEnabled")),
-        billing_cycle=cycle.lower() if cycle else None,
-        term_duration=_text(raw, "termDuration"),
-        creation_date=_instant(raw, "creationDate"),
-        effective_start_date=_instant(raw, "effectiveStartDate"),
-        commitment_end_date=_instant(raw, "commitmentEndDate"),
-        cancellation_allowed_until=_instant(raw, "cancellationAllowedUntilDate"),
-    )
+    return record.model_copy(update={"customer_tenant_id": customer_tenant_id})
 
 
 # --------------------------------------------------------------------------------------------
