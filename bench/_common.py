@@ -49,3 +49,11 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def final_json(bench: str, **figures: object) -> None:
+    """Every bench's last line: its figures as one JSON object, dated (bench/RESULTS.md keeps a
+    dated row per run)."""
+    from datetime import date
+
+    print(json.dumps({"bench": bench, "date": date.today().isoformat(), **figures}, default=str))

@@ -42,6 +42,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _common import final_json  # bench/ is the script's folder, first on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
 DAGS = REPO / "dags"
 HOME = tempfile.mkdtemp(prefix="w365-bench-airflow-")
@@ -184,6 +186,9 @@ def main() -> int:
     ok = worst_file < AIM_FILE_MS and folder < AIM_FOLDER_MS
     print(f"aim: every file < {AIM_FILE_MS:.0f} ms (worst {worst_file:.2f} ms), folder < {AIM_FOLDER_MS:.0f} ms "
           f"(first parse {folder:.2f} ms): {'MET' if ok else 'NOT MET'}")
+    final_json("dag_parse", files=len(our_files), median_ms=round(statistics.median(ours.values()), 2), worst_ms=round(worst_file, 2),
+               folder_first_parse_ms=round(folder, 2), ratio_to_examples=round(ratio, 2), ratio_to_examples_per_file_process=round(ratio_fork, 2),
+               aim_met=ok)
     return 0 if ok else 1
 
 

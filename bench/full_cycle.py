@@ -22,7 +22,7 @@ import sys
 from datetime import date, timedelta
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DEFAULT_URL, Timer, peak_rss_mb, run_child, scratch_database  # noqa: E402
+from _common import DEFAULT_URL, Timer, final_json, peak_rss_mb, run_child, scratch_database  # noqa: E402
 
 AS_OF = date(2026, 1, 15)
 
@@ -176,6 +176,10 @@ def main() -> None:
             print(f"ratio run/floor ({label}, {seconds:.2f}s): {ratio:.1f}x (aim <= 3x: {'met' if ratio <= 3 else 'NOT met'})")
         print(f"RSS aim < 1024 MB: {'met' if r['peak_rss_mb'] < 1024 else 'NOT met'}")
         print(f"books digest (what was billed, line by line): {r['books']}")
+        final_json("full_cycle", contracts=sizes["contracts"], subscriptions=sizes["subscriptions"], invoices=r["invoices"],
+                   lines=r["lines"], seconds=round(r["seconds"], 2), lines_per_s=round(r["lines"] / r["seconds"]),
+                   subscriptions_per_s=round(sizes["subscriptions"] / r["seconds"]), peak_rss_mb=round(r["peak_rss_mb"]),
+                   floor_all_rows_s=round(all_s, 2), ratio_to_floor=round(r["seconds"] / all_s, 2), books=r["books"])
 
 
 if __name__ == "__main__":

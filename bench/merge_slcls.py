@@ -16,7 +16,7 @@ import sys
 from datetime import date, datetime, timezone
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DEFAULT_URL, Timer, peak_rss_mb, run_child, scratch_database  # noqa: E402
+from _common import DEFAULT_URL, Timer, final_json, peak_rss_mb, run_child, scratch_database  # noqa: E402
 
 BASELINE_SQL = [
     """UPDATE subscription s SET quantity = COALESCE(l.quantity, s.quantity)
@@ -96,6 +96,9 @@ def main() -> None:
         print(f"merge_due_slcls: {r['merged']} merged, {r['failed']} failed, {r['seconds']:.2f}s -> {rate:,.0f} merges/s, peak RSS {r['peak_rss_mb']:.0f} MB")
         print(f"baseline (same writes as 2 set-based SQL statements, no checks): {floor:.2f}s -> {n / floor:,.0f} rows/s")
         print(f"ratio merge/baseline: {r['seconds'] / floor:.1f}x; target >= 5,000 merges/s: {'met' if rate >= 5000 else 'NOT met'}")
+        final_json("merge_slcls", slcls=n, merged=r["merged"], failed=r["failed"], seconds=round(r["seconds"], 2),
+                   merges_per_s=round(rate), peak_rss_mb=round(r["peak_rss_mb"]), floor_s=round(floor, 2),
+                   ratio_to_floor=round(r["seconds"] / floor, 2))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
+from _common import final_json  # noqa: E402
 
 
 def peak_rss_mb() -> float:
@@ -177,6 +178,8 @@ def main() -> int:
         print(f"ratio load / baseline     {t_load / t_base:7.2f}")
         print(f"ratio read+load / baseline{(t_read + t_load) / t_base:7.2f}")
         print(f"peak RSS                  {peak_rss_mb():7.0f} MB")
+        final_json("usage_load", lines=n, rows=rows, read_s=round(t_read, 2), load_s=round(t_load, 2), resync_s=round(t_resync, 2),
+                   floor_s=round(t_base, 2), ratio_to_floor=round(t_load / t_base, 2), peak_rss_mb=round(peak_rss_mb()))
     finally:
         dispose_engines()
         if not args.keep:
