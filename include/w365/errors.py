@@ -25,3 +25,13 @@ class NotFound(W365Error):
 class UsageError(W365Error):
     """A command line that cannot be run as written: a usage error or a bad argument value (the
     CLI exits 2). The message names the argument."""
+
+
+class ExternalError(W365Error):
+    """An outside system (a provider, the accounting system) failed a request after the HTTP
+    client's retries, or refused it. The task does not retry it again (one retry layer)."""
+
+
+class JobFailed(W365Error):
+    """A job that did its work but could not reach a provider or system (or left contracts
+    unbilled); the message says which. Everything else it did is committed."""

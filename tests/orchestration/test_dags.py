@@ -246,7 +246,7 @@ def test_a_data_error_fails_at_once_and_a_transient_one_retries() -> None:
     from w365.errors import ValidationError
 
     from w365.integrations.http import HttpError
-    from w365.orchestration.jobs import JobFailed
+    from w365.errors import JobFailed
 
     assert FAIL_FAST.evaluate(ValidationError("contract BC-1", "no exchange rate"), 1, 3).action is RetryAction.FAIL
     assert FAIL_FAST.evaluate(ConnectionError("reset by peer"), 1, 3).action is RetryAction.DEFAULT

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
-from w365.errors import W365Error
+from w365.errors import ExternalError
 
 if TYPE_CHECKING:
     from w365.connections import ConnectionInfo
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-class HttpError(W365Error):
+class HttpError(ExternalError):
     """A request that failed for good (after retries, or a non-retryable status)."""
 
     def __init__(self, message: str, status: int | None = None):

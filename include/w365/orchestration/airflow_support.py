@@ -141,8 +141,8 @@ FAIL_FAST = ExceptionRetryPolicy(
             reason="a data problem: retrying cannot fix it; fix the data and clear the task",
         ),
         RetryRule(
-            exception=["w365.orchestration.jobs.JobFailed", "w365.integrations.http.HttpError",
-                       "w365.integrations.providers.base.ProviderUnavailable"],
+            # Named by w365.errors, light to import: the policy is built when the DAG files parse.
+            exception=["w365.errors.JobFailed", "w365.errors.ExternalError"],
             action=RetryAction.FAIL,
             reason="a provider or system stayed unreachable through the HTTP client's retries (or data needs fixing); "
                    "everything else was done; clear the task when it answers again (reruns are idempotent)",

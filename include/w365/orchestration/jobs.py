@@ -117,11 +117,7 @@ def scheduled_update(as_of: AsOf) -> dict[str, Any]:
 
 from datetime import timedelta  # noqa: E402 - kept in this section
 
-from w365.errors import W365Error  # noqa: E402
-
-
-class JobFailed(W365Error):
-    """A job that did its work but could not reach a provider or system; the message says which."""
+from w365.errors import JobFailed  # noqa: E402
 
 
 REPORT_LIMIT = 100

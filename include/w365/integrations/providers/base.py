@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterable, Iterator
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from w365.core import limits
-from w365.errors import W365Error
+from w365.errors import ExternalError
 
 if TYPE_CHECKING:  # pandas is imported when usage is read, not when this module is
     import pandas as pd
@@ -39,7 +39,7 @@ class BadRecord(ValueError):
     """A provider record that cannot be used as it stands; the message says why."""
 
 
-class ProviderUnavailable(W365Error):
+class ProviderUnavailable(ExternalError):
     """The provider as a whole could not be read (connection, API down after retries, no export)."""
 
 
