@@ -57,3 +57,24 @@ def final_json(bench: str, **figures: object) -> None:
     from datetime import date
 
     print(json.dumps({"bench": bench, "date": date.today().isoformat(), **figures}, default=str))
+
+
+def books_digest(url: str) -> str:
+    """A digest of what the run billed (every line's contract, period, quantity, unit price and
+    amount; every invoice's total): two versions of w365 that bill alike print the same digest."""
+    import hashlib
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(make_url(url).set(drivername="postgresql+psycopg2"))
+    h = hashlib.sha256()
+    with engine.connect() as conn:
+        for row in conn.execute(text(
+            "SELECT c.number, i.kind, i.period_from, i.total, l.subscription_id, l.kind, l.period_from, l.period_to, l.quantity, "
+            "l.unit_price, l.days, l.period_days, l.proration_factor, l.amount FROM invoice i JOIN billing_contract c ON c.id = i.contract_id "
+            "JOIN invoice_line l ON l.invoice_id = i.id ORDER BY c.number, i.kind, i.period_from, l.subscription_id, l.kind, l.period_from, l.amount"
+        )):
+            h.update(repr(tuple(str(v) for v in row)).encode())
+    engine.dispose()
+    return h.hexdigest()[:16]

@@ -22,7 +22,7 @@ import sys
 from datetime import date, timedelta
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DEFAULT_URL, Timer, final_json, peak_rss_mb, run_child, scratch_database  # noqa: E402
+from _common import DEFAULT_URL, Timer, books_digest, final_json, peak_rss_mb, run_child, scratch_database  # noqa: E402
 
 AS_OF = date(2026, 1, 15)
 
@@ -102,26 +102,6 @@ def floor_same_tables(url: str) -> dict[str, float]:
     finally:
         raw.close()
     return out
-
-
-def books_digest(url: str) -> str:
-    """A digest of what the run billed (every line's contract, period, quantity, unit price and
-    amount; every invoice's total): two versions of w365 that bill alike print the same digest."""
-    import hashlib
-
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
-    h = hashlib.sha256()
-    with engine.connect() as conn:
-        for row in conn.execute(text(
-            "SELECT c.number, i.kind, i.period_from, i.total, l.subscription_id, l.kind, l.period_from, l.period_to, l.quantity, "
-            "l.unit_price, l.days, l.period_days, l.proration_factor, l.amount FROM invoice i JOIN billing_contract c ON c.id = i.contract_id "
-            "JOIN invoice_line l ON l.invoice_id = i.id ORDER BY c.number, i.kind, i.period_from, l.subscription_id, l.kind, l.period_from, l.amount"
-        )):
-            h.update(repr(tuple(str(v) for v in row)).encode())
-    engine.dispose()
-    return h.hexdigest()[:16]
 
 
 def child(url: str) -> None:

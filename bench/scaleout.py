@@ -11,7 +11,7 @@ into a template database; each phase bills an identical copy of it, so both phas
 work. Timed: the DAG run of ``generate_full_cycle_invoice_monthly`` for 2026-01-31 from its
 start to its end (Airflow's own start/end dates), and the sum of its shard tasks' durations.
 Not timed: starting the components, loading the tenant. The books digest of both phases must be
-identical (same invoices, lines and totals).
+identical (same invoices, lines and totals; ``_common.books_digest``, as in full_cycle.py).
 
 The machine bounds the result: both workers, the scheduler, the api-server and PostgreSQL share
 its cores; the speed-up is printed with the load average seen during each phase.
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "include"))
 sys.path.insert(0, str(ROOT / "tests"))  # the topology test's process helpers
 
-from _common import DEFAULT_URL, final_json  # noqa: E402
+from _common import DEFAULT_URL, books_digest, final_json  # noqa: E402
 from airflow_procs import AirflowREST, airflow_cli, component, free_port, wait_until_listening, write_passwords  # noqa: E402
 
 JOB = "generate_full_cycle_invoice_monthly"
@@ -73,25 +73,6 @@ def _copy_database(base_url: str, template_url: str, name: str) -> str:
         conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     admin.dispose()
     return make_url(template_url).set(database=name).render_as_string(hide_password=False)
-
-
-def _digest(store: str) -> str:
-    import hashlib
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    engine = create_engine(make_url(store).set(drivername="postgresql+psycopg2"))
-    h = hashlib.sha256()
-    with engine.connect() as conn:
-        for row in conn.execute(text(
-            "SELECT c.number, i.period_from, i.total, l.subscription_id, l.period_from, l.quantity, l.unit_price, l.amount "
-            "FROM invoice i JOIN billing_contract c ON c.id = i.contract_id JOIN invoice_line l ON l.invoice_id = i.id "
-            "ORDER BY c.number, i.period_from, l.subscription_id, l.period_from, l.amount"
-        )):
-            h.update(repr(tuple(str(v) for v in row)).encode())
-    engine.dispose()
-    return h.hexdigest()[:16]
 
 
 def phase(workers: int, *, base_url: str, template: str, redis: str, shards: int, tmp: Path) -> dict[str, object]:
@@ -135,7 +116,7 @@ def phase(workers: int, *, base_url: str, template: str, redis: str, shards: int
                 "workers": workers, "run_seconds": round(seconds, 2), "shards": len(shard_tis),
                 "shard_seconds": round(sum(t.get("duration") or 0 for t in shard_tis), 2),
                 "hosts": sorted({t["hostname"] for t in shard_tis}), "load_avg_1m": round(max(load_before, os.getloadavg()[0]), 2),
-                "books": _digest(store),
+                "books": books_digest(store),
             }
     finally:
         drop_database(airflow_db)
