@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DEFAULT_TIMEZONE = "UTC"  # SPEC S4: unset means UTC
+from w365.core.tenant_time import DEFAULT_TIMEZONE  # SPEC S4: unset means UTC
+
 SECTION = "w365"
 
 
