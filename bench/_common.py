@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 
 DEFAULT_URL = os.environ.get("W365_BENCH_DATABASE_URL") or os.environ.get("W365_TEST_DATABASE_URL") or "postgresql://postgres@127.0.0.1:5432/test"
@@ -78,3 +78,20 @@ def books_digest(url: str) -> str:
             h.update(repr(tuple(str(v) for v in row)).encode())
     engine.dispose()
     return h.hexdigest()[:16]
+
+
+def run_full_cycles(as_of: Any) -> dict:
+    """The three full-cycle invoicing runs (monthly, quarterly, annual) for ``as_of``, timed
+    together, with per-group figures: what a day's invoicing jobs do, for every bench that times it."""
+    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
+
+    out: dict = {"invoices": 0, "lines": 0, "skipped": 0, "by_job": {}}
+    with Timer() as t:
+        for group in ("monthly", "quarterly", "annual"):
+            r = generate_full_cycle_invoices(group, as_of)
+            out["by_job"][group] = {"contracts": r.contracts_considered, "invoices": len(r.invoices), "lines": r.lines, "seconds": r.seconds}
+            out["invoices"] += len(r.invoices)
+            out["lines"] += r.lines
+            out["skipped"] += len(r.skipped)
+    out.update(seconds=t.seconds, peak_rss_mb=peak_rss_mb())
+    return out

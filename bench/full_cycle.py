@@ -22,7 +22,7 @@ import sys
 from datetime import date, timedelta
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DEFAULT_URL, Timer, books_digest, final_json, peak_rss_mb, run_child, scratch_database  # noqa: E402
+from _common import DEFAULT_URL, Timer, books_digest, final_json, run_child, run_full_cycles, scratch_database  # noqa: E402
 
 AS_OF = date(2026, 1, 15)
 
@@ -106,17 +106,7 @@ def floor_same_tables(url: str) -> dict[str, float]:
 
 def child(url: str) -> None:
     os.environ["W365_DATABASE_URL"] = url
-    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
-
-    out = {"invoices": 0, "lines": 0, "skipped": 0, "by_job": {}}
-    with Timer() as t:
-        for group in ("monthly", "quarterly", "annual"):
-            r = generate_full_cycle_invoices(group, AS_OF)
-            out["by_job"][group] = {"contracts": r.contracts_considered, "invoices": len(r.invoices), "lines": r.lines, "seconds": r.seconds}
-            out["invoices"] += len(r.invoices)
-            out["lines"] += r.lines
-            out["skipped"] += len(r.skipped)
-    out.update(seconds=t.seconds, peak_rss_mb=peak_rss_mb())
+    out = run_full_cycles(AS_OF)
     out["books"] = books_digest(url)
     print(json.dumps(out))
 

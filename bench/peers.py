@@ -69,7 +69,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import DEFAULT_URL, Timer, peak_rss_mb, run_child, scratch_database  # noqa: E402
+from _common import DEFAULT_URL, Timer, peak_rss_mb, run_child, run_full_cycles, scratch_database  # noqa: E402
 
 SILVER_PINS = ("django-silver==0.11.1", "Django==3.2.25", "psycopg2-binary==2.9.13", "typing_extensions==4.16.0")
 DEFAULT_VENV = os.path.join(tempfile.gettempdir(), "w365-peers-venv")
@@ -304,22 +304,12 @@ def w365_child(url: str, args: argparse.Namespace) -> None:
     os.environ["W365_DATABASE_URL"] = url
     from sqlalchemy import create_engine, text
 
-    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
-
     from w365.store.session import get_engine
 
     billing_date = date.fromisoformat(args.billing_date)
     with get_engine().connect():  # connected before the clock starts, as silver's child is
         pass
-    out: dict = {"invoices": 0, "lines": 0, "skipped": 0, "by_job": {}}
-    with Timer() as t:
-        for group in ("monthly", "quarterly", "annual"):
-            r = generate_full_cycle_invoices(group, billing_date)
-            out["by_job"][group] = {"contracts": r.contracts_considered, "invoices": len(r.invoices), "lines": r.lines, "seconds": r.seconds}
-            out["invoices"] += len(r.invoices)
-            out["lines"] += r.lines
-            out["skipped"] += len(r.skipped)
-    out.update(seconds=t.seconds, peak_rss_mb=peak_rss_mb())
+    out = run_full_cycles(billing_date)
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
     with engine.connect() as conn:
         row = conn.execute(text(
