@@ -7,27 +7,33 @@ one Partner Center provider with --subscriptions usage subscriptions, writes a f
 --lines usage line items for one day (--meters per subscription; --dup-share of the lines repeat
 a meter, so they are summed), then times, in this run:
 
-* read:   the file-drop provider reading the CSV (pandas, every column as text);
-* load:   ``w365.usage.load_usage`` (checks, aggregation, delete of the day, COPY) + commit;
-* resync: the same day loaded again (replaces every row: delete + COPY) + commit;
+* load:   ``w365.integrations.usage_day.load_usage`` fed by the file-drop provider's chunks
+          (read the CSV in chunks, checks, aggregation, delete of the day, COPY) + commit, in a
+          fresh child process, so its peak RSS is the load's own (not this script's data making);
+          the time spent reading the CSV inside it is reported too ("read");
+* resync: the same day loaded again (replaces every row: delete + COPY) + commit, same child;
 * baseline: a raw ``COPY usage_record FROM STDIN`` of exactly the rows ``load`` inserts (COPY text,
   prepared beforehand, untimed) + commit, into the same (emptied) table with the same indexes and
   foreign keys; run once before and once after the loads, the mean is the baseline.
 
-Prints seconds, rows/s, the ratio load / baseline and the peak RSS of this process.
+Prints seconds, rows/s, the ratios load / baseline (with and without the CSV reading) and
+the loading process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 import uuid
 from datetime import date, datetime, timezone
 from pathlib import Path
+from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
@@ -35,7 +41,13 @@ from _common import final_json  # noqa: E402
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's own peak RSS: VmHWM, not ru_maxrss, which Linux carries over from the
+    parent through fork and exec (the parent holds this script's generated data)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> int:
@@ -59,7 +71,7 @@ def main() -> int:
     from w365.store.models import BillingContract, Customer, Product, ProductKind, Provider, ProviderKind, Subscription, UsageRecord
     from w365.store.session import _normalise, dispose_engines, get_engine, session_scope
     from w365.integrations.providers.file_drop import FileDropProvider
-    from w365.integrations.usage_sync import COLUMNS, copy_cells, load_usage, prepare, provider_usage_subscriptions
+    from w365.integrations.usage_day import COLUMNS, copy_cells, prepare, provider_usage_subscriptions
 
     base = _normalise(args.url)
     name = f"w365_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
@@ -123,16 +135,13 @@ def main() -> int:
         size_mb = csv_path.stat().st_size / 1e6
         print(f"usage file: {n:,} lines ({args.dup_share:.0%} repeating a meter), {n_subs:,} subscriptions, {size_mb:.0f} MB")
 
-        t0 = time.perf_counter()
-        usage = FileDropProvider(folder).usage(day, "final")
-        t_read = time.perf_counter() - t0
-
         # The baseline's input: exactly the rows load_usage will insert, as COPY text (untimed).
+        usage = FileDropProvider(folder).usage(day, "final")
         with session_scope(engine) as s:
             subs = provider_usage_subscriptions(s, provider_id)
         prepared, _problems, _held = prepare(usage, kind="final", day=day, subs=subs)
         baseline_text = "\n".join(map("\t".join, zip(*copy_cells(prepared, now)))) + "\n"
-        del prepared
+        del prepared, usage
 
         def baseline() -> float:
             raw = engine.raw_connection()
@@ -151,35 +160,29 @@ def main() -> int:
                 raw.close()
 
         t_base_1 = baseline()  # before our loads (cold)
-
-        t0 = time.perf_counter()
-        with session_scope(engine) as s:
-            res = load_usage(s, provider_id, "final", day, usage, now=now, provider_name="bench")
-        t_load = time.perf_counter() - t0
-        assert not res.held_back, res.held_back
-
-        t0 = time.perf_counter()
-        with session_scope(engine) as s:
-            again = load_usage(s, provider_id, "final", day, usage, now=now, provider_name="bench")
-        t_resync = time.perf_counter() - t0
+        child = subprocess.run(
+            [sys.executable, __file__, "--load-child", url, str(folder), str(provider_id), day.isoformat(), now.isoformat()],
+            check=True, stdout=subprocess.PIPE, text=True)
+        res = json.loads(child.stdout.strip().splitlines()[-1])
+        t_read, t_load, t_resync = res["read_s"], res["load_s"], res["resync_s"]
         with session_scope(engine) as s:
             stored = s.scalar(select(func.count()).select_from(UsageRecord))
-        assert stored == res.rows_loaded == again.rows_loaded == again.rows_replaced, (stored, res, again)
+        assert stored == res["rows"] == res["replaced"], (stored, res)
 
         t_base_2 = baseline()  # after them (warm)
         t_base = (t_base_1 + t_base_2) / 2
 
-        rows = res.rows_loaded
-        print(f"read CSV (file drop)      {t_read:7.2f} s  {n / t_read:12,.0f} lines/s")
-        print(f"load (check+sum+COPY)     {t_load:7.2f} s  {rows / t_load:12,.0f} rows/s   -> {rows:,} rows")
-        print(f"read + load               {t_read + t_load:7.2f} s  {n / (t_read + t_load):12,.0f} lines/s")
-        print(f"re-sync (delete+COPY)     {t_resync:7.2f} s  {rows / t_resync:12,.0f} rows/s   replaced {again.rows_replaced:,}")
+        rows = res["rows"]
+        rss = res["peak_rss_mb"]
+        print(f"load (read+check+sum+COPY){t_load:7.2f} s  {rows / t_load:12,.0f} rows/s   -> {rows:,} rows")
+        print(f"  of which reading the CSV{t_read:7.2f} s  {n / t_read:12,.0f} lines/s")
+        print(f"re-sync (delete+COPY)     {t_resync:7.2f} s  {rows / t_resync:12,.0f} rows/s   replaced {res['replaced']:,}")
         print(f"baseline raw COPY         {t_base:7.2f} s  {rows / t_base:12,.0f} rows/s   (runs: {t_base_1:.2f} s before, {t_base_2:.2f} s after)")
-        print(f"ratio load / baseline     {t_load / t_base:7.2f}")
-        print(f"ratio read+load / baseline{(t_read + t_load) / t_base:7.2f}")
-        print(f"peak RSS                  {peak_rss_mb():7.0f} MB")
+        print(f"ratio load / baseline     {t_load / t_base:7.2f}   (without the CSV reading: {(t_load - t_read) / t_base:.2f})")
+        print(f"peak RSS of the load      {rss:7.0f} MB")
         final_json("usage_load", lines=n, rows=rows, read_s=round(t_read, 2), load_s=round(t_load, 2), resync_s=round(t_resync, 2),
-                   floor_s=round(t_base, 2), ratio_to_floor=round(t_load / t_base, 2), peak_rss_mb=round(peak_rss_mb()))
+                   floor_s=round(t_base, 2), ratio_to_floor=round(t_load / t_base, 2),
+                   ratio_to_floor_without_read=round((t_load - t_read) / t_base, 2), peak_rss_mb=round(rss))
     finally:
         dispose_engines()
         if not args.keep:
@@ -192,5 +195,43 @@ def main() -> int:
     return 0
 
 
+def load_child(url: str, folder: str, provider_id: int, day: date, now: datetime) -> int:
+    """The timed loads, in a fresh process: its peak RSS is what loading a day costs."""
+    from w365.integrations.providers.file_drop import FileDropProvider
+    from w365.integrations.usage_day import load_usage
+    from w365.store.session import get_engine, session_scope
+
+    engine = get_engine(url)
+    read = [0.0]
+
+    def timed(chunks: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(chunks, None)
+            read[0] += time.perf_counter() - t0
+            if chunk is None:
+                return
+            yield chunk
+
+    def load() -> tuple[float, Any]:
+        chunks = FileDropProvider(Path(folder)).usage_batches(day, "final")
+        assert chunks is not None
+        t0 = time.perf_counter()
+        with session_scope(engine) as s:
+            res = load_usage(s, provider_id, "final", day, timed(chunks), now=now, provider_name="bench")
+        assert not res.held_back, res.held_back
+        return time.perf_counter() - t0, res
+
+    t_load, res = load()
+    t_read = read[0]
+    t_resync, again = load()
+    print(json.dumps({"read_s": t_read, "load_s": t_load, "resync_s": t_resync, "rows": res.rows_loaded,
+                      "replaced": again.rows_replaced, "peak_rss_mb": peak_rss_mb()}))
+    return 0
+
+
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--load-child":
+        _, _, c_url, c_folder, c_provider, c_day, c_now = sys.argv
+        sys.exit(load_child(c_url, c_folder, int(c_provider), date.fromisoformat(c_day), datetime.fromisoformat(c_now)))
     sys.exit(main())

@@ -22,7 +22,8 @@ from w365.store.models import (
     UsageRecord,
 )
 from w365.operations.usage_alerts import alert_thresholds
-from w365.integrations.usage_sync import load_usage, sync_final_usage, sync_usage
+from w365.integrations.usage_day import load_usage
+from w365.integrations.usage_sync import sync_final_usage, sync_usage
 
 NOW = datetime(2026, 2, 1, 6, 0, tzinfo=timezone.utc)
 DAY = date(2026, 1, 14)
@@ -132,6 +133,81 @@ def test_m1_usage_frame_amounts_never_become_float(store, monkeypatch):
     assert (rows["m"].quantity, rows["m"].unit_price, rows["m"].pre_tax_total, rows["m"].currency, rows["m"].meter_name) == (
         Decimal("0.000001"), Decimal("123456789012.123456"), Decimal("99999999999999.9999"), "USD", None)
     assert (rows["n"].meter_name, rows["n"].unit, rows["n"].quantity, rows["n"].pre_tax_total) == (odd, "\\N", Decimal("1.5"), Decimal("-3"))
+
+
+def _file_drop_usage(tmp_path, text):
+    folder = tmp_path / "drop"
+    (folder / "usage" / "final").mkdir(parents=True)
+    (folder / "usage" / "final" / f"{DAY.isoformat()}.csv").write_text(text)
+    return folder
+
+
+USAGE_HEADER = "customerId,subscriptionId,meterId,meterName,unitOfMeasure,usageDate,quantity,unitPrice,preTaxTotal,currency\n"
+
+
+def _usage_csv(*rows):
+    return USAGE_HEADER + "".join(f"t-1,{sub},{meter},VM,1 Hour,{DAY.isoformat()},{qty},0.5,{total},USD\n" for sub, meter, qty, total in rows)
+
+
+def test_p1_a_day_read_in_chunks_sums_and_holds_back_across_chunks(store, tmp_path, monkeypatch):
+    """Issue 15 (SPEC P1, M1): a day streamed two lines at a time (and written two rows per COPY
+    block) loads exactly what the whole day would: a meter repeating in a later chunk is summed
+    into one row, and a bad line in a later chunk holds back its subscription's earlier lines too."""
+    from w365.integrations import usage_day
+    from w365.integrations.providers.file_drop import FileDropProvider
+
+    monkeypatch.setattr(usage_day, "USAGE_BATCH_LINES", 2)
+    monkeypatch.setattr(usage_day, "WRITE_BLOCK_ROWS", 2)
+    with store.session() as s:
+        prov = f.provider(s, ProviderKind.FILE, name="Files")
+        azure = f.product(s, sku="AZ", kind=ProductKind.USAGE)
+        c = f.contract(s, f.customer(s, provider_tenant_id="t-1"))
+        a, b = (f.subscription(s, c, prov=prov, prod=azure, provider_subscription_id=p).id for p in ("az-a", "az-b"))
+        s.commit()
+    folder = _file_drop_usage(tmp_path, _usage_csv(
+        ("az-a", "vm", "1.000001", "0.1001"),  # chunk 1, line 1
+        ("az-b", "vm", "5", "5.0000"),          # chunk 1, line 2: az-b's good line ...
+        ("az-a", "db", "2", "2.0000"),          # chunk 2, line 3
+        ("az-a", "vm", "2.000002", "0.2002"),  # chunk 2, line 4: az-a/vm again -> summed with line 1
+        ("az-b", "db", "1.5e3", "1.0000"),      # chunk 3, line 5: ... held back by this bad line
+        ("az-a", "sql", "3", "3.0000"),         # chunk 3, line 6
+    ))
+    with store.session() as s:
+        res = load_usage(s, prov.id, "final", DAY, FileDropProvider(folder).usage_batches(DAY, "final"), now=NOW)
+        s.commit()
+    assert (res.lines, res.rows_loaded, res.subscriptions) == (6, 3, 1)
+    assert res.held_back == {"az-b": "1 line(s) rejected, e.g. line 5: quantity is not a decimal number within the stored precision"}
+    assert usage_rows(store, "final") == [
+        (a, "db", Decimal("2"), Decimal("2"), "USD"),
+        (a, "sql", Decimal("3"), Decimal("3"), "USD"),
+        (a, "vm", Decimal("3.000003"), Decimal("0.3003"), "USD"),
+    ]
+
+
+def test_p1_an_export_that_breaks_off_mid_file_changes_nothing(store, tmp_path, monkeypatch):
+    """Issue 15 (SPEC P1): a streamed export that turns unreadable after its first chunk (here an
+    unclosed quote) is one provider failure; the day already stored stays whole."""
+    from w365.integrations import usage_day
+
+    monkeypatch.setattr(usage_day, "USAGE_BATCH_LINES", 2)
+    with store.session() as s:
+        prov = f.provider(s, ProviderKind.FILE, name="Files")
+        prov.connection_id = "drop"
+        c = f.contract(s, f.customer(s, provider_tenant_id="t-1"))
+        sub = f.subscription(s, c, prov=prov, prod=f.product(s, sku="AZ", kind=ProductKind.USAGE), provider_subscription_id="az-a").id
+        s.commit()
+    folder = _file_drop_usage(tmp_path, _usage_csv(("az-a", "vm", "1", "1.0000")))
+    monkeypatch.setenv("AIRFLOW_CONN_DROP", f'{{"conn_type": "fs", "extra": {{"path": "{folder}"}}}}')
+    first = sync_usage("final", DAY, as_of=DAY + timedelta(days=1), now=NOW)
+    assert first["failed_providers"] == {} and usage_rows(store, "final") == [(sub, "vm", Decimal("1"), Decimal("1"), "USD")]
+    broken = _usage_csv(("az-a", "vm", "7", "7.0000"), ("az-a", "db", "7", "7.0000"), ("az-a", "sql", "7", "7.0000"))
+    (folder / "usage" / "final" / f"{DAY.isoformat()}.csv").write_text(broken + 't-1,az-a,"unclosed,VM\n')
+    report = sync_usage("final", DAY, as_of=DAY + timedelta(days=1), now=NOW)
+    (reason,) = report["failed_providers"].values()
+    assert "unreadable after 2 line(s)" in reason and f"{DAY.isoformat()}.csv" in reason
+    assert usage_rows(store, "final") == [(sub, "vm", Decimal("1"), Decimal("1"), "USD")]  # yesterday's load, whole
+    with store.session() as s:
+        assert s.scalars(select(JobException.entity_key).where(JobException.job == "sync_usage_data")).all() == ["Files"]
 
 
 def test_b3_usage_invoice_for_last_month_on_the_first_with_markup_and_conversion(store, pc, monkeypatch):

@@ -50,3 +50,29 @@ def test_m1_bulk_writes_refuse_money_finer_than_the_column(store, session):
         bulk.insert_rows(session, Subscription, [{"name": "x", "selling_price": Decimal("0.0000001")}])
     session.rollback()
     assert session.scalar(select(Subscription.selling_price).where(Subscription.id == sub.id)) != Decimal("1.1234567")
+
+
+@pytest.mark.parametrize("store", ["postgres"], indirect=True)  # COPY is PostgreSQL's; SQLite uses executemany
+def test_copy_blocks_streams_every_block_and_a_failing_producer_fails_the_copy(store, session):
+    """Issue 15: ``copy_blocks`` (PostgreSQL's one COPY writer) sends block after block, formatted
+    one ahead on a second thread; an error while making a block reaches the caller, and the
+    transaction it rolls back keeps nothing of the blocks already sent."""
+    from sqlalchemy import text
+
+    session.execute(text("CREATE TEMP TABLE copy_probe (n integer, label text)"))
+
+    def blocks(fail_after=None):
+        for b in range(3):
+            if b == fail_after:
+                raise ValueError(f"block {b} cannot be made")
+            yield [[str(b * 10 + i) for i in range(4)], [f"b{b}\\tx" if i == 0 else bulk.NULL for i in range(4)]]
+
+    bulk.copy_blocks(session, "copy_probe", ["n", "label"], blocks())
+    got = session.execute(text("SELECT n, label FROM copy_probe ORDER BY n")).all()
+    assert [n for n, _ in got] == [0, 1, 2, 3, 10, 11, 12, 13, 20, 21, 22, 23]
+    assert [label for n, label in got if n % 10 == 0] == ["b0\tx", "b1\tx", "b2\tx"] and got[1][1] is None
+    session.commit()
+    with pytest.raises(ValueError, match="block 2 cannot be made"):
+        bulk.copy_blocks(session, "copy_probe", ["n", "label"], blocks(fail_after=2))
+    session.rollback()
+    assert session.execute(text("SELECT count(*) FROM copy_probe")).scalar() == 12

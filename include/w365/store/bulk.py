@@ -8,10 +8,11 @@ executemany, which is in-process and already cheap. Values pass through each col
 
 from __future__ import annotations
 
-import io
+import queue
+import threading
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Boolean, ColumnDefault, Table, insert, text, update
 from sqlalchemy.orm import Session
@@ -148,13 +149,81 @@ def _columns(table: Table, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def copy_columns(session: Session, table_name: str, columns: Sequence[str], cells: Sequence[Sequence[str]]) -> None:
-    """``COPY table (columns) FROM STDIN`` in PostgreSQL's text format: the one COPY writer (bulk
-    inserts, bulk updates, usage days). ``cells``: one list per column, each value already COPY
-    text (``NULL`` for null; text through ``COPY_ESCAPES``)."""
-    rows = len(cells[0]) if cells else 0
-    buf = io.StringIO("\n".join(map("\t".join, zip(*cells))) + ("\n" if rows else ""))
+    """``COPY table (columns) FROM STDIN`` in PostgreSQL's text format (bulk inserts, bulk
+    updates). ``cells``: one list per column, each value already COPY text (``NULL`` for null;
+    text through ``COPY_ESCAPES``)."""
+    copy_blocks(session, table_name, columns, [cells])
+
+
+def copy_blocks(session: Session, table_name: str, columns: Sequence[str], blocks: Iterable[Sequence[Sequence[str]]]) -> None:
+    """One ``COPY`` fed block by block (each block like ``copy_columns``' cells): the one COPY
+    writer. Memory holds one or two blocks' text, not the whole table's, and the next block is
+    formatted on a second thread while the server stores the one before (psycopg2 releases the
+    GIL while it sends)."""
+    texts = ("\n".join(map("\t".join, zip(*cells))) + "\n" for cells in blocks if cells and len(cells[0]))
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.copy_expert(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN", buf)
+    with _ReadAhead(texts) as reader:
+        try:
+            cursor.copy_expert(f"COPY {table_name} ({', '.join(columns)}) FROM STDIN", reader, size=1 << 16)
+        except Exception:
+            if reader.failure is not None:  # psycopg2 reports it as "error in .read() call": say what it was
+                raise reader.failure from None
+            raise
+
+
+class _ReadAhead:
+    """A file for ``copy_expert`` whose text a producer thread makes, one block ahead."""
+
+    _DONE = object()
+
+    def __init__(self, texts: Iterator[str]):
+        self._texts = texts
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="w365-copy-blocks", daemon=True)
+        self._buf, self._pos = "", 0
+        self.failure: BaseException | None = None
+
+    def _produce(self) -> None:
+        try:
+            for text_block in self._texts:
+                if not self._put(text_block):
+                    return
+            self._put(self._DONE)
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self._put(exc)
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(self, size: int = -1) -> str:
+        while self._pos >= len(self._buf):
+            item = self._queue.get()
+            if item is self._DONE:
+                self._queue.put(self._DONE)  # later reads see the end too
+                return ""
+            if isinstance(item, BaseException):
+                self.failure = item
+                raise item
+            self._buf, self._pos = item, 0
+        end = len(self._buf) if size is None or size < 0 else self._pos + size
+        out = self._buf[self._pos:end]
+        self._pos += len(out)
+        return out
+
+    def __enter__(self) -> "_ReadAhead":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def insert_rows(session: Session, model: Any, rows: list[dict[str, Any]], *, return_ids: bool = False) -> list[int]:

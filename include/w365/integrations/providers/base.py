@@ -316,6 +316,13 @@ class ProviderClient(abc.ABC):
         """Usage line items for ``day`` (``kind`` interim or final) as a :func:`usage_frame`;
         None when the provider has nothing for that day (no export yet)."""
 
+    def usage_batches(self, day: date, kind: str) -> "Iterator[pd.DataFrame] | None":
+        """The same line items in chunks, so a large day never sits in memory whole (issue 15).
+        A provider that can read part of its export at a time overrides this; a failure while
+        reading raises :class:`ProviderUnavailable`."""
+        frame = self.usage(day, kind)
+        return None if frame is None else iter([frame])
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
 

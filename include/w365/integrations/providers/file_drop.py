@@ -122,3 +122,33 @@ class FileDropProvider(ProviderClient):
             raise ProviderUnavailable(f"{path}: {exc}") from None
         log.info("file drop %s: %d %s usage line(s) for %s", self.folder, len(frame), kind, day)
         return frame
+
+    def usage_batches(self, day: date, kind: str) -> "Iterator[pd.DataFrame] | None":
+        """A CSV export read ``USAGE_BATCH_LINES`` lines at a time; a JSON one whole."""
+        import pandas as pd
+
+        from w365.integrations.usage_day import USAGE_BATCH_LINES
+
+        if not self.folder.is_dir():
+            raise ProviderUnavailable(f"file-drop folder {self.folder} does not exist")
+        path = self.usage_file(day, kind)
+        if path is None:
+            return None
+        if path.suffix == ".json":
+            frame = self.usage(day, kind)
+            return None if frame is None else iter([frame])
+
+        def chunks() -> Iterator[pd.DataFrame]:
+            lines = 0
+            try:
+                with pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=USAGE_BATCH_LINES) as reader:
+                    for chunk in reader:
+                        lines += len(chunk)
+                        yield normalise_usage_columns(chunk)
+            except BadRecord as exc:
+                raise ProviderUnavailable(f"{path}: {exc}") from None
+            except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+                raise ProviderUnavailable(f"{path}: unreadable after {lines} line(s): {str(exc).strip()}") from None
+            log.info("file drop %s: %d %s usage line(s) for %s", self.folder, lines, kind, day)
+
+        return chunks()
