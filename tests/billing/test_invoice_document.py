@@ -209,6 +209,19 @@ def test_i11_empty_addresses_still_render(store: Any, session: Session) -> None:
     assert "<address><strong>Fabrikam</strong></address>" in html and "None" not in html and "Tax ID" not in html
 
 
+def test_i10_the_template_ships_with_the_package() -> None:
+    """`pip install .` ships the document's template and style sheet: pyproject's package data
+    for w365.billing.invoicing matches every file in templates/."""
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["w365.billing.invoicing"]
+    files = sorted(p.relative_to(document.TEMPLATES.parent).as_posix() for p in document.TEMPLATES.iterdir())
+    assert files == ["templates/invoice_document.css", "templates/invoice_document.html"]
+    assert all(any(fnmatch.fnmatch(name, g) for g in globs) for name in files)
+
+
 # ------------------------------------------------------------------------------ the CLI
 
 
