@@ -30,10 +30,11 @@ ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_BASE_IMAGE}
 
 # The invoice PDF (issue 16): WeasyPrint lays text out with Pango, which the base image lacks;
-# DejaVu is the document's font (its style sheet names it), so every worker renders alike.
+# DejaVu is the document's font (its style sheet names it), so every worker renders alike;
+# HarfBuzz's subsetter keeps only the glyphs used in the PDF.
 USER root
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
  && apt-get clean && rm -rf /var/lib/apt/lists/*
 
 USER airflow
