@@ -222,6 +222,19 @@ def test_i10_the_template_ships_with_the_package() -> None:
     assert all(any(fnmatch.fnmatch(name, g) for g in globs) for name in files)
 
 
+def test_i15_weasyprint_is_imported_only_to_render_a_pdf() -> None:
+    """The document module, the CLI, the pages' app and the DAG glue import without WeasyPrint
+    (and its Pango): it is loaded inside render_pdf, never when Airflow parses DAGs or plugins."""
+    import subprocess
+    import sys
+
+    program = ("import sys; import w365.billing.invoicing.document, w365.interfaces.cli, w365.interfaces.web.app, "
+               "w365.orchestration.airflow_support; print(sorted(m for m in sys.modules if m.split('.')[0] in ('weasyprint', 'pydyf')))")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"  # (Airflow may log a warning first)
+
+
 # ------------------------------------------------------------------------------ the CLI
 
 
