@@ -235,6 +235,26 @@ def test_i15_weasyprint_is_imported_only_to_render_a_pdf() -> None:
     assert run.stdout.strip().splitlines()[-1] == "[]"  # (Airflow may log a warning first)
 
 
+def test_i15_the_pdf_renderer_fetches_nothing(tmp_path: Path) -> None:
+    """Defence in depth behind the escaping (I16): even HTML that names a local image or a remote
+    style sheet renders without loading them (no file:, http: or data: URL is fetched)."""
+    from PIL import Image
+
+    image = tmp_path / "secret.png"
+    Image.new("RGB", (40, 40), "red").save(image)
+    with_image = (f'<p>x</p><img src="{image.as_uri()}"><img src="data:image/png;base64,iVBORw0KGgo=">'
+                  '<link rel="stylesheet" href="http://127.0.0.1:9/evil.css">')
+    pdf = document.html_to_pdf(with_image)
+    assert pdf.startswith(b"%PDF-") and b"/Image" not in pdf
+    assert b"/Image" in _pdf_with_fetching(f'<p>x</p><img src="{image.as_uri()}">')  # the probe would show an image
+
+
+def _pdf_with_fetching(html: str) -> bytes:
+    from weasyprint import HTML
+
+    return bytes(HTML(string=html).write_pdf())
+
+
 # ------------------------------------------------------------------------------ the CLI
 
 

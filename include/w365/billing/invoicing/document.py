@@ -208,12 +208,18 @@ _QUIET = _QuietFontSubsetting()
 
 def render_pdf(session: Session, invoice_number: str) -> bytes:
     """The document as PDF (A4), rendered by WeasyPrint from :func:`render_html`'s HTML."""
-    html = render_html(session, invoice_number)
+    return html_to_pdf(render_html(session, invoice_number), invoice_number)
+
+
+def html_to_pdf(html: str, invoice_number: str = "") -> bytes:
+    """:func:`render_html`'s document as PDF. Callers that hold a transaction render the HTML in
+    it and this after it (a PDF takes a second or two; the store need not wait)."""
     try:
         from weasyprint import HTML
         from weasyprint.urls import URLFetcher
     except (ImportError, OSError) as exc:  # OSError: the Pango library is missing
-        raise PDFUnavailable(f"cannot render invoice {invoice_number} as PDF: WeasyPrint is not usable here ({exc})") from None
+        what = f"invoice {invoice_number}" if invoice_number else "the invoice"
+        raise PDFUnavailable(f"cannot render {what} as PDF: WeasyPrint is not usable here ({exc})") from None
     weasyprint_log = logging.getLogger("weasyprint")
     if _QUIET not in weasyprint_log.filters:
         weasyprint_log.addFilter(_QUIET)

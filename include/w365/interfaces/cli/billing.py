@@ -153,13 +153,9 @@ def invoice_export(args: argparse.Namespace) -> int:
     from w365.billing.invoicing.export import invoice_document, to_csv
 
     with session_scope() as s:
-        if args.format == "csv":
-            text = to_csv(invoice_document(s, args.number))
-        elif args.format == "html":
-            text = document.render_html(s, args.number)
-        else:
-            pdf = document.render_pdf(s, args.number)
+        text = to_csv(invoice_document(s, args.number)) if args.format == "csv" else document.render_html(s, args.number)
     if args.format == "pdf":
+        pdf = document.html_to_pdf(text, args.number)  # after the transaction: it takes a second or two
         if args.output is not None and str(args.output) == "-":
             sys.stdout.buffer.write(pdf)
             sys.stdout.flush()

@@ -315,12 +315,9 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"export formats: {', '.join(EXPORT_FORMATS)}")
         body: str | bytes
         with read_scope(store()) as s:
-            if fmt == "csv":
-                body = to_csv(invoice_document(s, number))
-            elif fmt == "html":
-                body = document.render_html(s, number)
-            else:
-                body = document.render_pdf(s, number)
+            body = to_csv(invoice_document(s, number)) if fmt == "csv" else document.render_html(s, number)
+        if fmt == "pdf":  # rendered after the read transaction
+            body = document.html_to_pdf(body, number)
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in number)
         headers = {"Content-Disposition": f'attachment; filename="{safe}.{fmt}"'}
         if isinstance(body, str) and fmt == "html":  # a standalone document with its own <style>: allow exactly that block
