@@ -16,6 +16,7 @@
 #   * the `w365` package and its `w365` console script (`w365 db upgrade`, `w365 invoice list`,
 #     ...), installed with --no-deps: its dependencies are the lock's, installed just before.
 #   * /opt/airflow/auth, the home of the SimpleAuthManager passwords file (a named volume).
+#   * Pango and the DejaVu fonts, for the invoice PDFs (WeasyPrint; issue 16).
 #
 # The package is installed editable from /opt/airflow/include, the very path where
 # docker-compose.yaml bind-mounts ./include: with the mount, the code you edit is the code that
@@ -28,6 +29,14 @@
 ARG AIRFLOW_BASE_IMAGE=apache/airflow:3.3.2-python3.11
 FROM ${AIRFLOW_BASE_IMAGE}
 
+# The invoice PDF (issue 16): WeasyPrint lays text out with Pango, which the base image lacks;
+# DejaVu is the document's font (its style sheet names it), so every worker renders alike;
+# HarfBuzz's subsetter keeps only the glyphs used in the PDF.
+USER root
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+ && apt-get clean && rm -rf /var/lib/apt/lists/*
+
 USER airflow
 COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 RUN pinned="$(sed -n 's/^apache-airflow==//p' /opt/airflow/requirements.txt)" \
@@ -38,6 +47,6 @@ COPY --chown=airflow:0 pyproject.toml /opt/airflow/pyproject.toml
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 RUN pip install --no-cache-dir --no-deps -e /opt/airflow \
  && pip check \
- && python -c "import sqlalchemy, alembic, pendulum, pandas, httpx, psycopg2, celery, redis, airflow.providers.celery; import w365.interfaces.cli, w365.store.session" \
+ && python -c "import sqlalchemy, alembic, pendulum, pandas, httpx, psycopg2, celery, redis, airflow.providers.celery; import w365.interfaces.cli, w365.store.session, weasyprint" \
  && w365 --help >/dev/null \
  && mkdir -p /opt/airflow/auth

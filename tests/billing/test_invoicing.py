@@ -20,7 +20,8 @@ from w365.store.models import (
 )
 from w365.billing.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices
 from w365.billing.invoicing.preview import preview_invoice
-from w365.billing.invoicing.export import invoice_document, to_csv, to_html
+from w365.billing.invoicing.document import render_html
+from w365.billing.invoicing.export import invoice_document, to_csv
 from w365.billing.changes import ChangeRequest, change_subscription
 from w365.operations.audit import Difference, audit_billing
 
@@ -290,8 +291,10 @@ def test_preview_writes_nothing_and_exports_are_auditable(store, session):
     csv_text = to_csv(doc)
     assert csv_text.splitlines()[1].startswith("INV-000001,1,recurring,")
     assert ",100.00,USD," in csv_text.splitlines()[1]
-    html = to_html(doc)
-    assert "Invoice INV-000001" in html and "100.00" in html and "change logs" in html
+    # The HTML is the invoice document now (issue 16, SPEC I10): the same template as the page
+    # and the PDF, amounts in the tenant's locale (en_US by default).
+    html = render_html(f.fresh(session), "INV-000001")
+    assert "Invoice INV-000001" in html and "$100.00" in html and "change logs" in html
 
 
 def test_bad_contract_data_is_skipped_others_billed(store, session):

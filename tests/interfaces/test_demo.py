@@ -21,6 +21,20 @@ def test_demo_tenant_obeys_the_ledger(store, session):
     assert verify_ledger(session) == (stats["subscriptions"], [])
 
 
+def test_i11_demo_invoices_have_a_seller_and_bill_to_addresses(store, session):
+    """issue 16, SPEC I11: the demo tenant has a seller block and each demo customer a bill-to
+    address in the country of its contracts' currency (CURRENCY_MIX: USD, USD, USD, EUR, ...)."""
+    from w365.store.models import Customer, Tenant
+
+    load_demo(session, DemoSpec(customers=5, as_of=AS_OF))
+    session.commit()
+    t = session.get(Tenant, 1)
+    assert (t.legal_name, t.city, t.country, t.tax_id) == ("Contoso Cloud Partners LLC", "Redmond", "US", "US-91-1234567")
+    rows = [(c.billing_address_line1, c.billing_city, c.billing_country) for c in session.scalars(select(Customer).order_by(Customer.id))]
+    assert rows == [("1 Pine Street", "Seattle", "US"), ("2 Pine Street", "Seattle", "US"), ("3 Pine Street", "Seattle", "US"),
+                    ("Hauptstraße 4", "Berlin", "DE"), ("5 Chancery Lane", "London", "GB")]
+
+
 def test_demo_provider_files_feed_the_sync_jobs(store, session, tmp_path, monkeypatch):
     load_demo(session, DemoSpec(customers=6, as_of=AS_OF))
     counts = write_provider_files(session, tmp_path / "files", AS_OF, days=3)

@@ -63,3 +63,31 @@ def test_unknown_file_or_column_is_refused(store, session, tmp_path):
     reasons = [str(e) for e in exc.value.errors]
     assert any("contracts.csv, row 1: unknown column(s) colour" in r for r in reasons)
     assert any(r.startswith("customer.csv") and "unknown file" in r for r in reasons)
+
+
+def test_i17_customers_csv_carries_the_bill_to_address(store, session, tmp_path):
+    """issue 16, SPEC I17: customers.csv's optional billing_* columns fill the invoice's bill-to
+    block (the example folder has them); a country is an ISO 3166 code (upper-cased), a file
+    without the columns still loads, and a bad country is one line naming file, row and column."""
+    counts = import_folder(session, EXAMPLE, now=NOW)
+    session.commit()
+    assert counts["customers"] == 2
+    rows = {c.name: (c.billing_address_line1, c.billing_address_line2, c.billing_city, c.billing_postal_code, c.billing_region,
+                     c.billing_country) for c in session.scalars(select(Customer))}
+    assert rows == {"Fabrikam": ("1 Fabrikam Way", "Suite 400", "Seattle", "98101", "WA", "US"),
+                    "Northwind Traders": ("Hauptstraße 5", None, "Berlin", "10115", None, "DE")}
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "customers.csv").write_text("name,email\nContoso,ap@contoso.example\n")  # the format before issue 16
+    (new := tmp_path / "new").mkdir()
+    (new / "customers.csv").write_text("name,billing_city,billing_country\nAdatum,Lyon,fr\nLitware,Oslo,Norway\n")
+    assert import_folder(session, old, now=NOW)["customers"] == 1
+    session.commit()
+    assert session.scalars(select(Customer).where(Customer.name == "Contoso")).one().billing_country is None
+    with pytest.raises(ImportFailed) as exc:
+        import_folder(session, new, now=NOW)
+    session.rollback()
+    assert [str(e) for e in exc.value.errors] == [
+        "customers.csv, row 3: billing_country 'Norway' is not an ISO 3166 two-letter country code (e.g. US, DE, GB, JP)"]
+    assert session.scalar(select(func.count()).select_from(Customer).where(Customer.name == "Adatum")) == 0

@@ -353,7 +353,51 @@ def test_invoice_exports_csv_and_html(client: Any, airflow: dict[str, Any], stor
     assert rows[0] == CSV_COLUMNS and rows[-1][2] == "total" and rows[-1][13] == format(as_currency(inv.total, inv.currency), "f")
     r = client.get(f"/w365/invoices/{inv.number}/export.html")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and f"Invoice {inv.number}" in r.text
-    assert client.get(f"/w365/invoices/{inv.number}/export.pdf").status_code == 404
+    # PDF exists since issue 16 (SPEC I15, tested in test_invoice_document_web.py); other formats do not.
+    assert client.get(f"/w365/invoices/{inv.number}/export.xml").status_code == 404
+
+
+def test_i15_invoice_page_links_its_pdf(client: Any, airflow: dict[str, Any], store: Any) -> None:
+    """issue 16, SPEC I15: the invoice page links the PDF of its document; the link answers
+    application/pdf, as an attachment named after the invoice, with the document's text."""
+    import pypdf
+
+    number = _quantities_invoice(store)
+    as_cookie(client, airflow, "viewer")
+    page = client.get(f"/w365/invoices/{number}").text
+    assert f'<a href="/w365/invoices/{number}/export.pdf" id="export-pdf">PDF</a>' in page
+    r = client.get(f"/w365/invoices/{number}/export.pdf")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
+    assert r.headers["content-disposition"] == f'attachment; filename="{number}.pdf"' and r.content.startswith(b"%PDF-")
+    text = pypdf.PdfReader(io.BytesIO(r.content)).pages[0].extract_text()
+    assert f"Invoice {number}" in text and "Total due $1,341.56" in text and "Quantities Inc" in text
+
+
+def test_i10_invoice_page_and_html_export_share_the_document_template(client: Any, airflow: dict[str, Any], store: Any,
+                                                                      tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 16, SPEC I10: a field added to the document's one template shows on the invoice page
+    and in the HTML export; the page keeps its CSP (the document's style is a file there)."""
+    import shutil
+
+    from w365.billing.invoicing import document
+
+    number = _quantities_invoice(store)
+    copy = tmp_path / "templates"
+    shutil.copytree(document.TEMPLATES, copy)
+    source = (copy / document.TEMPLATE).read_text()
+    (copy / document.TEMPLATE).write_text(source.replace('<div class="parties">', '<p id="probe">PO PROBE-{{ doc.number }}</p><div class="parties">', 1))
+    monkeypatch.setattr(document, "TEMPLATES", copy)
+    document.environment.cache_clear()
+    try:
+        as_cookie(client, airflow, "viewer")
+        page = client.get(f"/w365/invoices/{number}").text
+        export = client.get(f"/w365/invoices/{number}/export.html").text
+    finally:
+        document.environment.cache_clear()
+    assert f'<p id="probe">PO PROBE-{number}</p>' in page and f'<p id="probe">PO PROBE-{number}</p>' in export
+    assert '<link rel="stylesheet" href="/w365/invoice-document.css">' in page and "<style" not in page
+    css = client.get("/w365/invoice-document.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css") and css.text == document.stylesheet()
 
 
 # ------------------------------------------------------------------------------------ Metrics
@@ -624,11 +668,15 @@ def test_m3_quantities_and_proration_read_as_people_write_them(client: Any, airf
     page = client.get(f"/w365/invoices/{number}").text
     qty = re.findall(r'<td class="n qty">([^<]*)</td>', page)
     assert qty == ["120", "2.5"], qty
+    # The page's sources table keeps days over period days; the document (issue 16) says "17 of 31 days".
     assert re.findall(r'<td class="n prorated">([^<]*)</td>', page) == ["17/31 days", "31/31 days"]
-    assert ">20.00<" in page and ">10.17<" in page and "1,316.13" in page and "1,341.56 USD" in page
+    assert ">$20.00<" in page and ">$10.17<" in page and "$1,316.13" in page and "1,341.56 USD" in page
+    # The HTML export is the invoice document since issue 16 (SPEC I12, I13): its line cells are
+    # quantity, unit price and amount in the tenant's locale (en_US), the days in the period cell.
     html = client.get(f"/w365/invoices/{number}/export.html").text
-    cells = re.findall(r'<td class="n">([^<]*)</td>', html)
-    assert cells[:4] == ["120", "20.00", "17/31 days", "1316.13"] and cells[4:8] == ["2.5", "10.17", "31/31 days", "25.43"], cells
+    cells = re.findall(r'<td class="n (?:qty|price|amount)">([^<]*)</td>', html)
+    assert cells == ["120", "$20.00", "$1,316.13", "2.5", "$10.17", "$25.43"], cells
+    assert re.findall(r'<div class="muted days">([^<]*)</div>', html) == ["17 of 31 days"]
     rows = list(csv.reader(io.StringIO(client.get(f"/w365/invoices/{number}/export.csv").text)))
     col = {name: i for i, name in enumerate(CSV_COLUMNS)}
     assert [r[col["quantity"]] for r in rows[1:-1]] == ["120", "2.5"]

@@ -80,6 +80,16 @@ PRODUCTS = [
 # Demo exchange rates to USD-denominated list prices (rate: 1 USD = x CUR).
 RATES = {"USD": Decimal("1"), "EUR": Decimal("0.92"), "GBP": Decimal("0.79"), "JPY": Decimal("151"), "KWD": Decimal("0.307")}
 CURRENCY_MIX = ("USD", "USD", "USD", "EUR", "GBP", "USD", "JPY", "KWD")
+# A bill-to address per contract currency (issue 16): street (numbered by customer), city,
+# postal code, region, country.
+ADDRESSES = {
+    "USD": ("{n} Pine Street", "Seattle", "98101", "WA", "US"), "EUR": ("Hauptstraße {n}", "Berlin", "10115", None, "DE"),
+    "GBP": ("{n} Chancery Lane", "London", "WC2A 1AA", None, "GB"), "JPY": ("1-{n} Marunouchi", "Tokyo", "100-0005", None, "JP"),
+    "KWD": ("Block {n}, Gulf Road", "Kuwait City", "15000", None, "KW"),
+}
+# The demo tenant's seller block on its invoices (set only for a tenant still named "default").
+DEMO_SELLER = {"legal_name": "Contoso Cloud Partners LLC", "address_line1": "1 Contoso Way", "city": "Redmond", "region": "WA",
+               "postal_code": "98052", "country": "US", "tax_id": "US-91-1234567"}
 COMPANIES = (
     "Fabrikam", "Northwind Traders", "Tailspin Toys", "Adventure Works", "Wide World Importers",
     "Litware", "Proseware", "Woodgrove Bank", "Coho Winery", "Alpine Ski House", "Blue Yonder Airlines",
@@ -187,6 +197,8 @@ def load_demo(session: Session, spec: DemoSpec, *, now: datetime | None = None) 
         tenant.time_zone = spec.timezone
     if tenant.name == "default":
         tenant.name = spec.tenant_name
+        for column, value in DEMO_SELLER.items():
+            setattr(tenant, column, getattr(tenant, column) or value)
     tz = tenant.time_zone
     ref = _reference_data(session, now)
     products, providers, months = ref["products"], ref["providers"], ref["months"]
@@ -199,12 +211,15 @@ def load_demo(session: Session, spec: DemoSpec, *, now: datetime | None = None) 
         cid = w.new_id(Customer)
         company = COMPANIES[(cid - 1) % len(COMPANIES)] + ("" if cid <= len(COMPANIES) else f" {cid}")
         salesperson = SALES[cid % len(SALES)]
+        currency = CURRENCY_MIX[c % len(CURRENCY_MIX)]
+        street, city, postal, region, country = ADDRESSES[currency]
         w.add(Customer, {
             "id": cid, "name": company, "provider_tenant_id": f"{rng.getrandbits(128):032x}",
             "email": f"billing@{company.split()[0].lower()}{cid}.example", "salesperson": salesperson, "created_at": now,
+            "billing_address_line1": street.format(n=cid), "billing_city": city, "billing_postal_code": postal,
+            "billing_region": region, "billing_country": country,
         })
         stats["customers"] += 1
-        currency = CURRENCY_MIX[c % len(CURRENCY_MIX)]
         for k in range(spec.contracts_per_customer):
             freq = spec.frequencies[(c * spec.contracts_per_customer + k) % len(spec.frequencies)]
             fmonths = months[freq]

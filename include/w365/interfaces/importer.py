@@ -25,6 +25,7 @@ from w365.core.money import MoneyError, check_currency
 from w365.errors import UsageError, W365Error
 from w365.store.import_rows import ContractRow, CustomerRow, PriceRow, ProductRow, ProviderRow, RateRow, SubscriptionRow, parse
 from w365.store.csv_rows import (
+    BILLING_ADDRESS,
     FILES,
     TEXT_LENGTHS,
     BadField,
@@ -148,7 +149,8 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         row = parse(CustomerRow, rec)
         if row.name in customers:
             raise BadField(f"customer {row.name!r} exists already")
-        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now)
+        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now,
+                     **{col: getattr(row, col) for col in BILLING_ADDRESS})
         session.add(c)
         session.flush()
         customers[row.name] = c

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Callable, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo
 
 from w365.core import limits
+from w365.core.local_format import check_country
 from w365.core.vocabulary import QRB, ChangeBilling, ProductKind, ProviderKind
 from w365.store.csv_rows import BadField, bounded, field_bool, field_currency, field_date, field_enum, field_price, optional, required
 
@@ -65,6 +66,14 @@ OptDay = Annotated[date | None, _column(lambda v, col: field_date(_opt_text(v, c
 Price = Annotated[Decimal, _column(lambda v, col: field_price(_text(v, col), col))]
 
 
+def _country(value: Any, col: str) -> str | None:
+    text = _opt_text(value, col)
+    return None if text is None else check_country(text, col)
+
+
+OptCountry = Annotated[str | None, _column(_country), Field(default=None, validate_default=True)]
+
+
 def _currency_code(value: Any, col: str) -> str:
     """A currency column of exchange_rates.csv: the error names the column first."""
     try:
@@ -91,6 +100,13 @@ class CustomerRow(_Row):
     email: OptText
     salesperson: OptText
     provider_tenant_id: OptText
+    # The bill-to address of the invoice document (issue 16, SPEC I17); all optional.
+    billing_address_line1: OptText
+    billing_address_line2: OptText
+    billing_city: OptText
+    billing_postal_code: OptText
+    billing_region: OptText
+    billing_country: OptCountry
 
 
 class ProductRow(_Row):

@@ -117,6 +117,18 @@ class Tenant(Base):
     # Gapless numbering: taken under a row lock in the same transaction as the invoice.
     next_invoice_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The seller block of the invoice document (issue 16, SPEC I11; migration 0006), set with
+    # `w365 tenant set`. All optional: a store without them still renders its invoices.
+    legal_name: Mapped[Optional[str]] = mapped_column(String(200))
+    address_line1: Mapped[Optional[str]] = mapped_column(String(200))
+    address_line2: Mapped[Optional[str]] = mapped_column(String(200))
+    city: Mapped[Optional[str]] = mapped_column(String(100))
+    postal_code: Mapped[Optional[str]] = mapped_column(String(20))
+    region: Mapped[Optional[str]] = mapped_column(String(100))
+    country: Mapped[Optional[str]] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    tax_id: Mapped[Optional[str]] = mapped_column(String(50))  # VAT / tax registration number
+    # How amounts and dates read on the document (babel/CLDR: en_US, de_DE, ...; SPEC I13).
+    locale: Mapped[str] = mapped_column(String(16), default="en_US", server_default="en_US")
 
 
 class UnitMapping(Base):
@@ -166,6 +178,14 @@ class Customer(Base):
     portal_token_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     portal_token_revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The bill-to block of the invoice document (issue 16, SPEC I11; migration 0006): the
+    # customers.csv columns of the same names. All optional.
+    billing_address_line1: Mapped[Optional[str]] = mapped_column(String(200))
+    billing_address_line2: Mapped[Optional[str]] = mapped_column(String(200))
+    billing_city: Mapped[Optional[str]] = mapped_column(String(100))
+    billing_postal_code: Mapped[Optional[str]] = mapped_column(String(20))
+    billing_region: Mapped[Optional[str]] = mapped_column(String(100))
+    billing_country: Mapped[Optional[str]] = mapped_column(String(2))  # ISO 3166-1 alpha-2
 
     contracts: Mapped[list["BillingContract"]] = relationship(back_populates="customer")
 

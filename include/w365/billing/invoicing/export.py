@@ -1,12 +1,12 @@
-"""Reading invoices for people and other systems: list, show (lines with their sources), CSV
-and a readable HTML document (SPEC M3: every number can be traced to its change logs)."""
+"""Reading invoices for people and other systems: list, show (lines with their sources) and CSV
+(SPEC M3: every number can be traced to its change logs). The document people read (HTML page,
+HTML export, PDF) is rendered by ``w365.billing.invoicing.document`` (issue 16)."""
 
 from __future__ import annotations
 
 import io
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -45,7 +45,8 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
     ]
 
 
-def invoice_document(session: Session, number: str) -> dict[str, Any]:
+def load_invoice(session: Session, number: str) -> Invoice:
+    """The invoice numbered ``number`` with its lines and their sources, or NotFound."""
     inv = session.scalars(
         select(Invoice)
         .where(Invoice.number == number)
@@ -53,17 +54,32 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
     ).first()
     if inv is None:
         raise NotFound(f"no invoice {number!r}")
-    contract = session.get(BillingContract, inv.contract_id)
-    customer = session.get(Customer, inv.customer_id)
-    tenant = get_tenant(session)
-    subs = {
+    return inv
+
+
+def subscription_names(session: Session, lines: list[InvoiceLine]) -> dict[int, tuple[str, str]]:
+    """subscription id -> (subscription name, product name) for the lines that bill one."""
+    ids = {l.subscription_id for l in lines if l.subscription_id}
+    if not ids:
+        return {}
+    return {
         sid: (name, product)
         for sid, name, product in session.execute(
             select(Subscription.id, Subscription.name, Product.name)
             .join(Product, Product.id == Subscription.product_id)
-            .where(Subscription.id.in_({l.subscription_id for l in inv.lines if l.subscription_id}))
+            .where(Subscription.id.in_(ids))
         )
     }
+
+
+def invoice_document(session: Session, number: str) -> dict[str, Any]:
+    """The invoice as data (``w365 invoice show``, ``--json``, the CSV): every line with its
+    proration and sources (SPEC M3). People read the rendered document (``document.py``)."""
+    inv = load_invoice(session, number)
+    contract = session.get(BillingContract, inv.contract_id)
+    customer = session.get(Customer, inv.customer_id)
+    tenant = get_tenant(session)
+    subs = subscription_names(session, inv.lines)
     return {
         "tenant": tenant.name,
         "number": inv.number,
@@ -121,36 +137,3 @@ def to_csv(doc: dict[str, Any]) -> str:
     w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
                 doc["customer"], ""])
     return buf.getvalue()
-
-
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Invoice {{ d.number }}</title>
-<style>
- body{font:14px/1.4 system-ui,sans-serif;margin:2rem;color:#222}
- table{border-collapse:collapse;width:100%} th,td{padding:.3rem .5rem;border-bottom:1px solid #ddd;text-align:left}
- td.n,th.n{text-align:right;font-variant-numeric:tabular-nums} .muted{color:#777;font-size:12px}
- .total td{font-weight:bold;border-top:2px solid #222}
-</style></head><body>
-<h1>Invoice {{ d.number }}</h1>
-<p><strong>{{ d.tenant }}</strong> &rarr; <strong>{{ d.customer }}</strong><br>
-Contract {{ d.contract }} &middot; {{ d.kind|replace('_', ' ') }} invoice &middot; period {{ d.period_from }} to {{ d.period_to }}<br>
-Issued {{ d.issue_date }} &middot; due {{ d.due_date }} &middot; payment: {{ d.payment_status|replace('_', ' ') }}</p>
-<table><thead><tr><th>#</th><th>Description</th><th>Period billed</th><th class="n">Qty</th>
-<th class="n">Unit price / period</th><th class="n">Prorated</th><th class="n">Amount ({{ d.currency }})</th></tr></thead><tbody>
-{% for l in d.lines %}<tr><td>{{ l.line }}</td><td>{{ l.description }}<div class="muted">{{ l.kind }}
-{%- if l.lcl_ids %} &middot; change logs {{ l.lcl_ids|join(', ') }}{% endif %}
-{%- if l.slcl_ids %} &middot; scheduled changes {{ l.slcl_ids|join(', ') }}{% endif %}
-{%- if l.source_currency %} &middot; converted from {{ l.source_currency }} at {{ l.fx_rate }}{% endif %}</div></td>
-<td>{{ l.period_from }} to {{ l.period_to }}</td>
-<td class="n">{{ l.quantity }}</td><td class="n">{{ l.unit_price }}</td><td class="n">{{ l.days }}/{{ l.period_days }} days</td>
-<td class="n">{{ l.amount }}</td></tr>
-{% endfor %}<tr class="total"><td></td><td colspan="5">Total</td><td class="n">{{ d.total }}</td></tr>
-</tbody></table>
-<p class="muted">Amount = quantity &times; unit price &times; days / days in period, rounded half-up once per line; the total is the sum of the lines.</p>
-</body></html>
-"""
-
-
-def to_html(doc: dict[str, Any]) -> str:
-    env = Environment(autoescape=select_autoescape(default=True))
-    return env.from_string(_HTML).render(d=doc)

@@ -27,6 +27,9 @@ def _pair(value: str, what: str) -> tuple[str, str]:
     return key.strip(), val.strip()
 
 
+EXPORT_FORMATS = ("csv", "html", "pdf")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run one catalogue job's function without Airflow (ops debugging)",
                        epilog="Params (a job takes only its own; unknown ones are refused): advance_days 0 to "
@@ -56,10 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--as-of", type=DATE, default=None, help=f"tenant date (default today; {limits.HELP_DATE})")
     add_json_flag(p)
     p.set_defaults(handler=invoice_preview)
-    p = s.add_parser("export", help="export an invoice as CSV or HTML")
+    p = s.add_parser("export", help="export an invoice as CSV (data), or as its document in HTML or PDF")
     p.add_argument("number", type=text_arg("Invoice", "number"))
-    p.add_argument("--format", type=word_arg(("csv", "html")), choices=("csv", "html"), default="csv")
-    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    p.add_argument("--format", type=word_arg(EXPORT_FORMATS), choices=EXPORT_FORMATS, default="csv")
+    p.add_argument("-o", "--output", type=Path,
+                   help="file to write (default: stdout for csv and html; NUMBER.pdf in the current folder for pdf, '-' for stdout)")
     p.set_defaults(handler=invoice_export)
 
     v = sub.add_parser("verify", help="prove the books: ledger folds and billing invariant")
@@ -141,12 +145,27 @@ def invoice_preview(args: argparse.Namespace) -> int:
 
 
 def invoice_export(args: argparse.Namespace) -> int:
+    """CSV for finance's tools; HTML and PDF are the invoice document (SPEC I10, I15): the same
+    template as the invoice page. The store is read in one transaction; the file is written
+    after it, whole (a failed render writes nothing)."""
     from w365.store.session import session_scope
-    from w365.billing.invoicing.export import invoice_document, to_csv, to_html
+    from w365.billing.invoicing import document
+    from w365.billing.invoicing.export import invoice_document, to_csv
 
     with session_scope() as s:
-        doc = invoice_document(s, args.number)
-    text = to_csv(doc) if args.format == "csv" else to_html(doc)
+        text = to_csv(invoice_document(s, args.number)) if args.format == "csv" else document.render_html(s, args.number)
+    if args.format == "pdf":
+        pdf = document.html_to_pdf(text, args.number)  # after the transaction: it takes a second or two
+        if args.output is not None and str(args.output) == "-":
+            sys.stdout.buffer.write(pdf)
+            sys.stdout.flush()
+            return 0
+        target = args.output or Path("".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in args.number) + ".pdf")
+        partial = target.with_name(target.name + ".part")  # never a half-written PDF under the real name
+        partial.write_bytes(pdf)
+        partial.replace(target)
+        print(f"wrote {target}")
+        return 0
     if args.output:
         args.output.write_text(text, encoding="utf-8", newline="")  # the CSV's CRLF as written (issue 12)
         print(f"wrote {args.output}")

@@ -21,6 +21,36 @@ def _zone(value: str, what: str) -> str:
     return value.strip()
 
 
+# `w365 tenant set` flags for the invoice document's seller block (issue 16, SPEC I11).
+TENANT_DOCUMENT_FIELDS = {
+    "--legal-name": "legal_name", "--address-line1": "address_line1", "--address-line2": "address_line2", "--city": "city",
+    "--postal-code": "postal_code", "--region": "region", "--country": "country", "--tax-id": "tax_id",
+}
+
+
+def _locale(value: str, what: str) -> str:
+    from w365.core.local_format import check_locale
+
+    return check_locale(value, what)
+
+
+def _tenant_field(column: str):  # type: ignore[no-untyped-def]
+    """An optional seller field: text no longer than its column ('' clears it); a country is an
+    ISO 3166 code."""
+
+    def check(value: str, what: str) -> str:
+        from w365.core.local_format import check_country
+        from w365.store.models import Tenant
+
+        if not value.strip():
+            return ""
+        if column == "country":
+            return check_country(value, what)
+        return limits.text(value.strip(), what, limits.column_length(getattr(Tenant, column)))
+
+    return arg(check)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     db = sub.add_parser("db", help="the billing store's schema")
     dbs = db.add_subparsers(dest="db_verb", metavar="ACTION", required=True)
@@ -36,10 +66,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = ts.add_parser("show", help="show the tenant settings")
     add_json_flag(p)
     p.set_defaults(handler=tenant_show)
-    p = ts.add_parser("set", help="change tenant settings")
+    p = ts.add_parser("set", help="change tenant settings",
+                      epilog="The seller block of the invoice document (issue 16): --legal-name (default: --name), the "
+                      "address, --country as an ISO 3166 code (US, DE), --tax-id; --locale sets how its amounts and dates "
+                      "read (babel/CLDR: en_US, de_DE, fr_FR, ja_JP). An empty value ('') clears an optional field.")
     p.add_argument("--name", type=text_arg("Tenant", "name"))
     p.add_argument("--timezone", type=arg(_zone), help="IANA zone, e.g. America/Los_Angeles (SPEC S4; default UTC)")
     p.add_argument("--invoice-prefix", type=text_arg("Tenant", "invoice_prefix"))
+    for flag, column in TENANT_DOCUMENT_FIELDS.items():
+        p.add_argument(flag, dest=column, type=_tenant_field(column), metavar="TEXT")
+    p.add_argument("--locale", type=arg(_locale), help="how amounts and dates read on invoices (default en_US)")
     p.set_defaults(handler=tenant_set)
 
     d = sub.add_parser("demo", help="demo data")
@@ -132,7 +168,8 @@ def db_current(args: argparse.Namespace) -> int:
 
 
 def _tenant_dict(t) -> dict:  # type: ignore[no-untyped-def]
-    return {"name": t.name, "time_zone": t.time_zone, "invoice_prefix": t.invoice_prefix, "next_invoice_number": t.next_invoice_number}
+    return {"name": t.name, "time_zone": t.time_zone, "invoice_prefix": t.invoice_prefix, "next_invoice_number": t.next_invoice_number,
+            **{column: getattr(t, column) for column in TENANT_DOCUMENT_FIELDS.values()}, "locale": t.locale}
 
 
 def tenant_show(args: argparse.Namespace) -> int:
@@ -162,6 +199,12 @@ def tenant_set(args: argparse.Namespace) -> int:
             t.name = args.name
         if args.invoice_prefix:
             t.invoice_prefix = args.invoice_prefix
+        for column in TENANT_DOCUMENT_FIELDS.values():
+            value = getattr(args, column)
+            if value is not None:
+                setattr(t, column, value or None)
+        if args.locale:
+            t.locale = args.locale
         data = _tenant_dict(t)
     print(", ".join(f"{k}={v}" for k, v in data.items()))
     return 0

@@ -2,7 +2,7 @@
 ``plugins/w365_ui.py`` mounts under ``/w365`` of Airflow's api-server.
 
 Pages: Scheduled Jobs (``/``, SPEC J2/J3), the SLCL queue (``/slcls``, SPEC C9), invoices
-(``/invoices``, drill-down, CSV/HTML export; SPEC M3) and contract metrics (``/metrics``, MRR/ACV
+(``/invoices``, drill-down with the invoice document, CSV/HTML/PDF export; SPEC M3, I10) and contract metrics (``/metrics``, MRR/ACV
 with an inline-SVG trend). Jobs' state is Airflow's, read and changed through Airflow's REST API
 as the signed-in user (``airflow_api``); everything else is read from the billing store with
 ``read_scope()`` (never blocking a billing run) and changed only through ``w365.billing.scheduled_changes``.
@@ -46,6 +46,7 @@ PAGES = [("jobs", "Scheduled Jobs"), ("slcls", "SLCL queue"), ("invoices", "Invo
 SLCL_FILTERS = {s.value: s for s in OPEN_SLCL_STATUSES}
 MAX_SLCL_ROWS = 500
 JOB_FILTERS = ("all", "active", "inactive")
+EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8", "pdf": "application/pdf"}
 
 
 def _templates() -> Environment:
@@ -291,28 +292,43 @@ def create_app(*, engine: Engine | None = None, airflow_api: AirflowAPI | None =
 
     @app.get("/invoices/{number}", response_class=HTMLResponse, name="invoice")
     def invoice_page(request: Request, user: GetUserDep, number: str) -> HTMLResponse:
+        """Operators' view of one invoice: payment and exports, the document exactly as the
+        customer receives it (the template of the export and the PDF; SPEC I10), then the
+        change logs and scheduled changes behind each line (SPEC M3)."""
+        from w365.billing.invoicing.document import render_fragment
         from w365.billing.invoicing.export import invoice_document
 
         with read_scope(store()) as s:
             doc = invoice_document(s, number)
+            document = render_fragment(s, number)
             lcls = queries.lcl_sources(s, [i for line in doc["lines"] for i in line["lcl_ids"]])
             slcls = queries.slcl_statuses(s, [i for line in doc["lines"] for i in line["slcl_ids"]])
-        return render(request, user, "invoice.html", "invoices", d=doc, lcls=lcls, slcls=slcls)
+        return render(request, user, "invoice.html", "invoices", d=doc, document=document, lcls=lcls, slcls=slcls)
 
     @app.get("/invoices/{number}/export.{fmt}")
     def invoice_export(number: str, fmt: str) -> Response:
-        from w365.billing.invoicing.export import invoice_document, to_csv, to_html
+        """The invoice as CSV (finance's data), HTML or PDF (the document; SPEC I10, I15)."""
+        from w365.billing.invoicing import document
+        from w365.billing.invoicing.export import invoice_document, to_csv
 
-        if fmt not in ("csv", "html"):
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "export formats: csv, html")
+        if fmt not in EXPORT_FORMATS:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"export formats: {', '.join(EXPORT_FORMATS)}")
+        body: str | bytes
         with read_scope(store()) as s:
-            doc = invoice_document(s, number)
-        body, media = (to_csv(doc), "text/csv") if fmt == "csv" else (to_html(doc), "text/html")
+            body = to_csv(invoice_document(s, number)) if fmt == "csv" else document.render_html(s, number)
+        if fmt == "pdf":  # rendered after the read transaction
+            body = document.html_to_pdf(body, number)
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in number)
         headers = {"Content-Disposition": f'attachment; filename="{safe}.{fmt}"'}
-        if fmt == "html":  # a standalone document with its own <style>: allow exactly that block
+        if isinstance(body, str) and fmt == "html":  # a standalone document with its own <style>: allow exactly that block
             headers["Content-Security-Policy"] = _export_csp(body)
-        return Response(body, media_type=f"{media}; charset=utf-8", headers=headers)
+        return Response(body, media_type=EXPORT_FORMATS[fmt], headers=headers)
+
+    @app.get("/invoice-document.css", include_in_schema=False)
+    def document_stylesheet() -> Response:
+        from w365.billing.invoicing.document import stylesheet as document_css
+
+        return Response(document_css(), media_type="text/css; charset=utf-8")
 
     # ---------------------------------------------------------------------------- Metrics
 
