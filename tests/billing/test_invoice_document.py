@@ -309,11 +309,11 @@ def test_i17_tenant_set_takes_the_seller_block_and_locale(store: Any, session: S
     assert f.fresh(session).get(Tenant, 1).country == "DE"  # type: ignore[union-attr]
 
 
-# ------------------------------------------------------------------------------ migration 0006
+# ------------------------------------------------------------------------------ migration 0005
 
 
-def test_i17_migration_0006_adds_columns_only_and_downgrades(store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """issue 16 (migration 0006): a store from the revision before, with a tenant, a customer and
+def test_i17_migration_0005_adds_columns_only_and_downgrades(store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """issue 16 (migration 0005): a store from the revision before, with a tenant, a customer and
     an issued invoice, is upgraded by adding columns only: every existing row keeps its values,
     the new address columns are empty, the tenant's locale is en_US, and the invoice renders with
     the tenant's name as seller. The downgrade drops the columns and leaves the rows as they were;
@@ -329,10 +329,10 @@ def test_i17_migration_0006_adds_columns_only_and_downgrades(store: Any, tmp_pat
     from w365.store.admin import create_scratch_database, drop_database
     from w365.store.session import get_engine
 
-    url = create_scratch_database(os.environ[PG_ENV], "w365_test_0006") if store.is_postgres else f"sqlite:///{tmp_path / 'old.db'}"
+    url = create_scratch_database(os.environ[PG_ENV], "w365_test_0005") if store.is_postgres else f"sqlite:///{tmp_path / 'old.db'}"
     monkeypatch.setenv("W365_DATABASE_URL", url)
     engine = get_engine(url)
-    previous = ScriptDirectory.from_config(w365_store.alembic_config(url)).get_revision("0006").down_revision
+    previous = ScriptDirectory.from_config(w365_store.alembic_config(url)).get_revision("0005").down_revision
     assert isinstance(previous, str)
 
     def rows(conn: Any) -> dict[str, list[Any]]:
@@ -357,7 +357,7 @@ def test_i17_migration_0006_adds_columns_only_and_downgrades(store: Any, tmp_pat
         with engine.connect() as conn:
             before = rows(conn)
 
-        w365_store.upgrade(url, "0006")
+        w365_store.upgrade(url, "0005")
         with engine.connect() as conn:
             after = rows(conn)
         added_tenant = {"legal_name", "address_line1", "address_line2", "city", "postal_code", "region", "country", "tax_id", "locale"}

@@ -289,7 +289,7 @@ def test_migration_0003_adds_token_expiry_to_a_store_with_tokens_and_downgrades(
         w365_store.upgrade(url, "0003")  # what `w365 db upgrade` ran when 0003 was the head
         assert w365_store.current_revision(url) == "0003"
         with Store(store.backend, url, engine).session() as s:
-            # Only 0003's columns: the model has later ones (the billing address, migration 0006).
+            # Only 0003's columns: the model has later ones (the billing address, migration 0005).
             rows = s.query(Customer).options(load_only(Customer.name, Customer.portal_token_hash, Customer.portal_token_expires_at,
                                                        Customer.portal_token_revoked_at)).order_by(Customer.id).all()
             for row, old in zip(rows, before):

@@ -59,7 +59,9 @@ def test_copy_blocks_streams_every_block_and_a_failing_producer_fails_the_copy(s
     transaction it rolls back keeps nothing of the blocks already sent."""
     from sqlalchemy import text
 
-    session.execute(text("CREATE TEMP TABLE copy_probe (n integer, label text)"))
+    # A plain table (a TEMP one lives on one pooled connection only), dropped at the end.
+    session.execute(text("DROP TABLE IF EXISTS copy_probe"))
+    session.execute(text("CREATE TABLE copy_probe (n integer, label text)"))
 
     def blocks(fail_after=None):
         for b in range(3):
@@ -76,3 +78,5 @@ def test_copy_blocks_streams_every_block_and_a_failing_producer_fails_the_copy(s
         bulk.copy_blocks(session, "copy_probe", ["n", "label"], blocks(fail_after=2))
     session.rollback()
     assert session.execute(text("SELECT count(*) FROM copy_probe")).scalar() == 12
+    session.execute(text("DROP TABLE copy_probe"))
+    session.commit()

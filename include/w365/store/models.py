@@ -117,7 +117,7 @@ class Tenant(Base):
     # Gapless numbering: taken under a row lock in the same transaction as the invoice.
     next_invoice_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # The seller block of the invoice document (issue 16, SPEC I11; migration 0006), set with
+    # The seller block of the invoice document (issue 16, SPEC I11; migration 0005), set with
     # `w365 tenant set`. All optional: a store without them still renders its invoices.
     legal_name: Mapped[Optional[str]] = mapped_column(String(200))
     address_line1: Mapped[Optional[str]] = mapped_column(String(200))
@@ -178,7 +178,7 @@ class Customer(Base):
     portal_token_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     portal_token_revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # The bill-to block of the invoice document (issue 16, SPEC I11; migration 0006): the
+    # The bill-to block of the invoice document (issue 16, SPEC I11; migration 0005): the
     # customers.csv columns of the same names. All optional.
     billing_address_line1: Mapped[Optional[str]] = mapped_column(String(200))
     billing_address_line2: Mapped[Optional[str]] = mapped_column(String(200))

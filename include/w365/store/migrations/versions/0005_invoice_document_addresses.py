@@ -1,6 +1,6 @@
 """invoice document: seller and bill-to addresses, tenant locale
 
-Revision ID: 0006
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30
 
@@ -16,15 +16,12 @@ rendered from the store as it is, and an existing store renders as before with e
 blocks until they are set. ``tenant`` and ``customer`` carry no guard triggers (0001/0002 guard
 the invoice tables and the LCL), and nothing is rebuilt. The downgrade drops the columns in
 place (SQLite from 3.35; older SQLite falls back to the batch rebuild, as in 0003).
-
-Written after 0004 in a branch of its own; when it is merged after 0005, ``down_revision``
-becomes ``'0005'`` (nothing else in this file depends on the revision before it).
 """
 import sqlalchemy as sa
 from alembic import op
 
 
-revision = '0006'
+revision = '0005'
 down_revision = '0004'
 branch_labels = None
 depends_on = None
