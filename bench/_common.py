@@ -33,6 +33,16 @@ def scratch_database(base_url: str, keep: bool = False) -> Iterator[str]:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak RSS: VmHWM. Not ru_maxrss, which Linux carries over from the
+    parent through fork and exec, so a child started by a parent holding generated data would
+    report the parent's size (issue 15: the usage bench's 1.4 GB was mostly that)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # KiB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

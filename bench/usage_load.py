@@ -26,7 +26,6 @@ import argparse
 import io
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -37,17 +36,7 @@ from typing import Any, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "include"))
-from _common import final_json  # noqa: E402
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS: VmHWM, not ru_maxrss, which Linux carries over from the
-    parent through fork and exec (the parent holds this script's generated data)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+from _common import final_json, peak_rss_mb  # noqa: E402
 
 
 def main() -> int:

@@ -101,30 +101,18 @@ class FileDropProvider(ProviderClient):
         return None
 
     def usage(self, day: date, kind: str) -> "pd.DataFrame | None":
+        """The whole day in one frame; the sync jobs read it in chunks (``usage_batches``)."""
         import pandas as pd
 
-        if not self.folder.is_dir():
-            raise ProviderUnavailable(f"file-drop folder {self.folder} does not exist")
-        path = self.usage_file(day, kind)
-        if path is None:
+        chunks = self.usage_batches(day, kind)
+        if chunks is None:
             return None
-        try:
-            if path.suffix == ".json":
-                data = read_json(path)
-                items = data.get("items") if isinstance(data, dict) else data
-                if not isinstance(items, list):
-                    raise BadRecord(f"{path.name} holds neither a list nor an object with 'items'")
-                frame = usage_frame(items)
-            else:
-                # Every column as text: amounts stay exact decimal strings (SPEC M1).
-                frame = normalise_usage_columns(pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]))
-        except BadRecord as exc:
-            raise ProviderUnavailable(f"{path}: {exc}") from None
-        log.info("file drop %s: %d %s usage line(s) for %s", self.folder, len(frame), kind, day)
-        return frame
+        frames = list(chunks)
+        return pd.concat(frames, ignore_index=True) if frames else usage_frame([])
 
     def usage_batches(self, day: date, kind: str) -> "Iterator[pd.DataFrame] | None":
-        """A CSV export read ``USAGE_BATCH_LINES`` lines at a time; a JSON one whole."""
+        """A CSV export read ``USAGE_BATCH_LINES`` lines at a time (every column as text: amounts
+        stay exact decimal strings, SPEC M1); a JSON one whole."""
         import pandas as pd
 
         from w365.integrations.usage_day import USAGE_BATCH_LINES
@@ -135,8 +123,16 @@ class FileDropProvider(ProviderClient):
         if path is None:
             return None
         if path.suffix == ".json":
-            frame = self.usage(day, kind)
-            return None if frame is None else iter([frame])
+            try:
+                data = read_json(path)
+                items = data.get("items") if isinstance(data, dict) else data
+                if not isinstance(items, list):
+                    raise BadRecord(f"{path.name} holds neither a list nor an object with 'items'")
+                frame = usage_frame(items)
+            except BadRecord as exc:
+                raise ProviderUnavailable(f"{path}: {exc}") from None
+            log.info("file drop %s: %d %s usage line(s) for %s", self.folder, len(frame), kind, day)
+            return iter([frame])
 
         def chunks() -> Iterator[pd.DataFrame]:
             lines = 0
