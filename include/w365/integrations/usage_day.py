@@ -22,18 +22,17 @@ drop is read in chunks of ``USAGE_BATCH_LINES`` lines, so memory stays flat in t
    (``store.bulk.copy_blocks``), the next block formatted while the server stores the last;
    SQLite: ``executemany`` per block.
 
-Money never becomes float: amounts are validated and passed as decimal text, and sums are
-``Decimal`` (SPEC M1).
+Money never becomes float: amounts are validated and passed as decimal text, and sums are exact
+integers of the column's smallest unit (10^-6, 10^-4) turned back into decimal text (SPEC M1; a
+float64 copy only tells whether a sum could leave int64's range).
 """
 
 from __future__ import annotations
 
-import decimal
 import logging
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, cast
 
 from sqlalchemy import CursorResult, and_, delete, select
@@ -46,6 +45,7 @@ from w365.store.models import Customer, Product, ProductKind, Subscription, Usag
 from w365.store.session import is_postgres
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ WRITE_BLOCK_ROWS = 20_000  # rows formatted and written at once (a COPY block, a
 # beyond are harmless); blanks around it are allowed (PostgreSQL and Decimal both accept them).
 # The bounds are w365.core.limits.USAGE_NUMBERS (issue 12).
 _NUMBER = {column: limits.usage_number_pattern(column) for column in limits.USAGE_NUMBERS}
-_SUM_CONTEXT = decimal.Context(prec=40)
 # Columns with few distinct values a day: kept as categories between chunks (shared texts).
 _REPEATING = ("meter_id", "meter_name", "unit", "unit_price", "currency")
 
@@ -149,35 +148,58 @@ def check_lines(frame: "pd.DataFrame", day: date, subs: dict[str, _SubInfo]) -> 
     return f, reason
 
 
-def _sum_decimal_text(values: Iterable[str]) -> str:
-    total = sum((Decimal(v) for v in values), Decimal(0))
-    return format(_SUM_CONTEXT.plus(total), "f")
+def _scaled(text: "pd.Series", places: int) -> "np.ndarray[Any, Any]":
+    """Checked decimal text (``_NUMBER``) as int64 in units of 10^-places: exact, because the
+    columns hold at most 18 digits (``limits.USAGE_NUMBERS``: 12 + 6 and 14 + 4)."""
+    t = text.str.strip()
+    negative = t.str.startswith("-").to_numpy(dtype=bool)
+    parts = t.str.lstrip("+-").str.partition(".")
+    # Places beyond ``places`` are zeros (the pattern allows only trailing zeros there).
+    values = (parts[0] + parts[2].str.slice(0, places).str.ljust(places, "0")).astype("int64").to_numpy(copy=True)
+    values[negative] = -values[negative]
+    return values
 
 
-def _fits(values: "pd.Series", integer_digits: int) -> "pd.Series":
-    return values.str.lstrip("-").str.split(".").str[0].str.len() <= integer_digits
+def _sum_scaled(values: "np.ndarray[Any, Any]", starts: "np.ndarray[Any, Any]", places: int, digits: int) -> tuple[list[str], "np.ndarray[Any, Any]"]:
+    """Sums of runs (``starts``) of scaled values, as decimal text, and which sums do not fit
+    ``digits`` integer digits. int64 addition wraps, so a sum that fits int64 is exact however
+    its partial sums ran; a float64 sum of the same run tells which could not fit."""
+    import numpy as np
+
+    sums = np.add.reduceat(values, starts)
+    rough = np.add.reduceat(values.astype("float64"), starts)
+    limit = 10 ** (digits + places)
+    too_big = (np.abs(rough) >= 9.0e18) | (np.abs(sums) >= limit)
+    unit = 10**places
+    magnitude = np.abs(sums)
+    text = [f"{'-' if v < 0 else ''}{m // unit}.{m % unit:0{places}d}" for v, m in zip(sums.tolist(), magnitude.tolist())]
+    return text, too_big
 
 
 def aggregate(good: "pd.DataFrame") -> tuple["pd.DataFrame", set[int]]:
-    """One row per (subscription, meter): quantities and totals summed exactly (Decimal).
-    Also the subscriptions whose sum outgrows the store's precision."""
+    """One row per (subscription, meter): quantities and totals summed exactly (as integers of
+    the column's smallest unit). Also the subscriptions whose sum outgrows the store's precision."""
+    import numpy as np
     import pandas as pd
 
     keys = ["subscription_id", "meter_id"]
     dup = good.duplicated(keys, keep=False)
     if not dup.any():
         return good, set()
-    grouped = good[dup].groupby(keys, sort=False)
-    with decimal.localcontext(_SUM_CONTEXT):
-        summed = grouped.agg(
-            customer_id=("customer_id", "first"), meter_name=("meter_name", "first"), unit=("unit", "first"),
-            quantity=("quantity", _sum_decimal_text), unit_price=("unit_price", "first"),
-            pre_tax_total=("pre_tax_total", _sum_decimal_text), currency=("currency", "first"),
-        ).reset_index()
-    too_big = ~(_fits(summed["quantity"], limits.USAGE_NUMBERS["quantity"][0])
-                & _fits(summed["pre_tax_total"], limits.USAGE_NUMBERS["pre_tax_total"][0]))
+    repeated = good[dup]
+    group = repeated.groupby(keys, sort=False).ngroup().to_numpy()
+    order = np.argsort(group, kind="stable")  # a group's lines together, in file order
+    repeated = repeated.iloc[order]
+    starts = np.flatnonzero(np.r_[True, np.diff(group[order]) != 0])
+    summed = repeated.iloc[starts][list(good.columns)].reset_index(drop=True)  # the first line's values
+    too_big = np.zeros(len(starts), dtype=bool)
+    for column in ("quantity", "pre_tax_total"):
+        digits, places = limits.USAGE_NUMBERS[column]
+        text, over = _sum_scaled(_scaled(repeated[column], places), starts, places, digits)
+        summed[column] = text
+        too_big |= over
     overflow = {int(x) for x in summed.loc[too_big, "subscription_id"].unique()}
-    return pd.concat([good[~dup], summed[good.columns]], ignore_index=True), overflow
+    return pd.concat([good[~dup], summed], ignore_index=True), overflow
 
 
 def _clip(series: "pd.Series", width: int) -> "pd.Series":
