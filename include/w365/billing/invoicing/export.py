@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from w365.billing.subscriptions import get_tenant
 from w365.core import csvsafe
 from w365.core.money import as_currency, plain, plain_price
+from w365.core.tax import TaxedAmount, tax_summary
 from w365.errors import NotFound
 from w365.store.models import (
     BillingContract,
@@ -29,7 +30,7 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
         select(Invoice, BillingContract.number, Customer.name)
         .join(BillingContract, BillingContract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
-        .order_by(Invoice.sequence.desc())
+        .order_by(Invoice.id.desc())  # newest first, invoices and credit notes (their sequences are negative)
         .limit(limit)
     )
     if contract:
@@ -38,11 +39,20 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
         {
             "number": inv.number, "kind": inv.kind.value, "contract": number, "customer": customer,
             "issue_date": inv.issue_date, "period_from": inv.period_from, "period_to": inv.period_to,
-            "currency": inv.currency, "total": as_currency(inv.total, inv.currency), "payment_status": inv.payment_status.value,
+            "currency": inv.currency, **_totals(inv), "payment_status": inv.payment_status.value,
             "amount_paid": as_currency(inv.amount_paid, inv.currency),
         }
         for inv, number, customer in session.execute(q)
     ]
+
+
+def _totals(inv: Invoice) -> dict[str, Any]:
+    """What a document says it is and sums to (SPEC I4, I6): total = subtotal + tax_total;
+    a credit note's are negative."""
+    return {
+        "document": inv.document.value, "subtotal": as_currency(inv.subtotal, inv.currency),
+        "tax_total": as_currency(inv.tax_total, inv.currency), "total": as_currency(inv.total, inv.currency),
+    }
 
 
 def invoice_document(session: Session, number: str) -> dict[str, Any]:
@@ -75,7 +85,13 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
         "period_from": inv.period_from,
         "period_to": inv.period_to,
         "currency": inv.currency,
-        "total": as_currency(inv.total, inv.currency),
+        **_totals(inv),
+        "corrects": session.scalar(select(Invoice.number).where(Invoice.id == inv.corrects_invoice_id)) if inv.corrects_invoice_id else None,
+        "tax_exempt_reference": inv.tax_exempt_reference,
+        "tax_summary": [
+            {"code": r.code, "rate": plain(r.rate), "taxable": as_currency(r.taxable, inv.currency), "tax": as_currency(r.tax, inv.currency)}
+            for r in tax_summary([TaxedAmount(l.amount, l.tax_code, l.tax_rate, l.tax_amount) for l in inv.lines], inv.currency)
+        ],
         "payment_status": inv.payment_status.value,
         "amount_paid": as_currency(inv.amount_paid, inv.currency),
         "paid_on": inv.paid_on,
@@ -90,6 +106,7 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
                 "quantity": plain(l.quantity), "unit_price": plain_price(l.unit_price), "days": l.days, "period_days": l.period_days,
                 "proration_factor": l.proration_factor, "amount": as_currency(l.amount, inv.currency), "sales_unit": l.sales_unit,
                 "source_currency": l.source_currency, "fx_rate": None if l.fx_rate is None else plain(l.fx_rate),
+                "tax_code": l.tax_code, "tax_rate": plain(l.tax_rate), "tax_amount": as_currency(l.tax_amount, inv.currency),
                 "lcl_ids": sorted(x.id for x in l.lcls), "slcl_ids": sorted(x.id for x in l.slcls),
             }
             for l in inv.lines

@@ -1,9 +1,11 @@
 """Reference-data verbs (issue 13): unit add/list (billing and sales units), rate add/list
-(exchange rates). The rules are in ``w365.billing.reference``."""
+(exchange rates); tax add/list (issue 16: tax codes and their rates). The rules are in
+``w365.billing.reference`` and ``w365.billing.tax_codes``."""
 
 from __future__ import annotations
 
 import argparse
+from decimal import Decimal
 
 from w365.core import limits
 from w365.interfaces.cli import DATE, arg, text_arg
@@ -27,6 +29,18 @@ def _currency(value: str, what: str) -> str:
 
 
 CURRENCY = arg(_currency)
+
+
+def _tax_code(value: str, what: str) -> str:
+    from w365.billing.tax_codes import tax_code
+
+    return tax_code(value, what)
+
+
+def _tax_rate(value: str, what: str) -> Decimal:
+    from w365.billing.tax_codes import tax_rate
+
+    return tax_rate(value, what)
 
 RATE_EPILOG = (
     "A subscription priced in another currency than its contract is converted at the rate effective on each billing "
@@ -74,6 +88,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=rate_list)
 
+    t = sub.add_parser("tax", help="tax codes and their rates (SPEC I1): add, list")
+    ts = t.add_subparsers(dest="tax_verb", metavar="ACTION", required=True)
+    p = ts.add_parser("add", help="add a tax code's rate from a date on, e.g. VAT20 20 --from 2026-01-01",
+                      epilog="Prices are tax-exclusive. A line is taxed under its product's code, else its customer's (none "
+                      "for a customer with an exemption reference), at the rate effective on its first day billed, rounded "
+                      "once to the currency's minor unit (SPEC I1-I4). Rates are only added; a rate that would change the "
+                      "tax of an issued line is refused, naming the invoice and the earliest date accepted.")
+    p.add_argument("code", type=arg(_tax_code), help="e.g. VAT20: letters A-Z, digits, _ and -, starting with a letter (upper-cased)")
+    p.add_argument("rate", metavar="RATE", type=arg(_tax_rate), help="percent, 0 to 100, at most 4 decimals (20 = 20 %%)")
+    p.add_argument("--from", dest="effective_from", metavar="DATE", type=DATE, required=True,
+                   help=f"the first day it applies to (a line's first day billed picks its rate; {limits.HELP_DATE})")
+    p.add_argument("--name", type=text_arg("TaxCode", "name"), help="display name of a new code (default: the code)")
+    add_json_flag(p)
+    p.set_defaults(handler=tax_add)
+    p = ts.add_parser("list", help="tax codes with their rates and the days each is in force")
+    p.add_argument("--on", type=DATE, help="only the rate in force on this date, per code")
+    add_json_flag(p)
+    p.set_defaults(handler=tax_list)
+
 
 def unit_add(args: argparse.Namespace) -> int:
     from w365.store.session import session_scope
@@ -120,4 +153,28 @@ def rate_list(args: argparse.Namespace) -> int:
     with read_scope() as s:
         rows = list_rates(s, args.source, args.target, args.on)
     emit(rows, args.json, ["from", "to", "rate", "effective_from", "effective_to"])
+    return 0
+
+
+def tax_add(args: argparse.Namespace) -> int:
+    from w365.store.session import session_scope
+    from w365.billing.tax_codes import add_tax_rate
+
+    with session_scope() as s:
+        row = add_tax_rate(s, args.code, args.rate, args.effective_from, args.name)
+        out = {"code": row.code, "rate": row.rate, "effective_from": row.effective_from}
+    if args.json:
+        print_json(out)
+    else:
+        print(f"tax code {row.code}: {row.rate.normalize():f} % from {row.effective_from}")
+    return 0
+
+
+def tax_list(args: argparse.Namespace) -> int:
+    from w365.store.session import read_scope
+    from w365.billing.tax_codes import list_tax_rates
+
+    with read_scope() as s:
+        rows = list_tax_rates(s, args.on)
+    emit(rows, args.json, ["code", "name", "rate", "effective_from", "effective_to"])
     return 0
