@@ -11,7 +11,6 @@ exemption reference is not taxed at all.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -20,24 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from w365.core import limits
-from w365.core.tax import MAX_RATE, RATE_PLACES
+from w365.core.tax import check_code, check_rate
 from w365.errors import ValidationError
 from w365.store.models import Customer, Invoice, InvoiceLine, Product, TaxCode, TaxRate
 
-_CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
-HELP_CODE = "letters A-Z, digits, _ and -, starting with a letter (upper-cased), at most 24 characters"
-HELP_TAX_RATE = f"percent, 0 to {MAX_RATE}, at most {RATE_PLACES} decimals (20 = 20 %)"
-
-
-def tax_code(value: Any, what: str = "tax_code") -> str:
-    code = limits.text(value.strip() if isinstance(value, str) else str(value), what, limits.column_length(TaxCode.code)).upper()
-    if not _CODE.fullmatch(code):
-        raise limits.BadValue(what, f"{limits.show(value)} is not a tax code ({HELP_CODE})")
-    return code
-
-
-def tax_rate(value: Any, what: str = "rate") -> Decimal:
-    return limits.decimal(value, what, RATE_PLACES, MAX_RATE)
+tax_code, tax_rate = check_code, check_rate  # the column rules (core.tax), for the CLI
 
 
 def check_tax_rate(session: Session, code: Any, rate: Any, effective_from: Any, name: Any = None) -> tuple[str, Decimal, date, str | None]:

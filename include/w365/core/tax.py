@@ -9,16 +9,23 @@ same tax as the line it mirrors, negated: half-up rounding is symmetric about ze
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
+from w365.core import limits
 from w365.core.money import divide_round, minor_units, product, sum_amounts
 
 # Rates are percentages, kept to 4 places (NUMERIC(7, 4)): 20, 7.25, 8.875.
 RATE_PLACES = 4
 MAX_RATE = Decimal(100)
+CODE_LENGTH = 24  # tax_code.code
+_CODE = re.compile(r"[A-Z][A-Z0-9_-]*")
+HELP_CODE = f"letters A-Z, digits, _ and -, starting with a letter (upper-cased), at most {CODE_LENGTH} characters"
+HELP_RATE = f"percent, 0 to {MAX_RATE}, at most {RATE_PLACES} decimals (20 = 20 %)"
 
 # code -> [(effective from, rate %)], sorted by effective date.
 TaxRates = dict[str, list[tuple[date, Decimal]]]
@@ -63,6 +70,19 @@ class Totals:
     subtotal: Decimal
     tax_total: Decimal
     total: Decimal
+
+
+def check_code(value: Any, what: str = "tax_code") -> str:
+    """A tax code as typed (``vat20`` -> ``VAT20``); raises ``limits.BadValue``."""
+    code = limits.text(value.strip() if isinstance(value, str) else str(value), what, CODE_LENGTH).upper()
+    if not _CODE.fullmatch(code):
+        raise limits.BadValue(what, f"{limits.show(value)} is not a tax code ({HELP_CODE})")
+    return code
+
+
+def check_rate(value: Any, what: str = "rate") -> Decimal:
+    """A rate in percent (``20``, ``8.875``); raises ``limits.BadValue``."""
+    return limits.decimal(value, what, RATE_PLACES, MAX_RATE)
 
 
 def code_for(customer_code: str | None, product_code: str | None, exempt: bool) -> str | None:

@@ -36,7 +36,7 @@ from w365.billing.invoicing.loader import (
     pricer_for,
     terms_for,
 )
-from w365.billing.invoicing.tax import line_tax_columns, take_numbers, tax_documents
+from w365.billing.invoicing.tax import line_tax_columns, take_numbers, tax_documents, tax_drafts
 from w365.billing.invoicing.planner import (
     Plan,
     PlannedInvoice,
@@ -299,9 +299,13 @@ def _prepare_batch(
     problems = {numbers[cid]: reason for cid, reason in bad.items()}
     batch = _Batch(s, bundles, plans, problems)
     if dry_run:
-        for cid, plan in plans.items():
-            for inv in plan.invoices:
-                report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+        drafts = [(bundles[cid].contract, inv, draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+                  for cid, plan in plans.items() for inv in plan.invoices]
+        untaxable = tax_drafts(s, drafts)  # SPEC I4: a dry run shows the tax it would bill
+        problems.update({numbers[cid]: reason for cid, reason in untaxable.items()})
+        for c, inv, d in drafts:
+            if c.id not in untaxable:
+                report.drafts.append(d)
                 report.lines += len(inv.lines)
         _account(report, [], problems, job)
         batch.abandon()

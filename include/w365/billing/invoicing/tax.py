@@ -125,6 +125,21 @@ def take_numbers(session: Session, documents: Sequence[DocumentType]) -> list[tu
     return out
 
 
+def tax_drafts(session: Session, drafts: Sequence[tuple[Any, PlannedInvoice, dict[str, Any]]]) -> dict[int, str]:
+    """Add tax to previews and dry runs (``planner.draft_dict`` dicts, in place): what the
+    document would be, its subtotal, tax total and total, and each line's tax. Returns the
+    reasons of contracts that could not be taxed (their drafts are left as they were)."""
+    taxed, problems = tax_documents(session, [(c, inv) for c, inv, _ in drafts])
+    for (_, _, d), t in zip(drafts, taxed):
+        if t is None:
+            continue
+        d.update(document=t.document.value, subtotal=format(t.totals.subtotal, "f"), tax_total=format(t.totals.tax_total, "f"),
+                 total=format(t.totals.total, "f"))
+        for line, tax in zip(d["lines"], t.lines):
+            line.update(tax_code=tax.code, tax_rate=format(tax.rate.normalize(), "f") if tax.rate else "0", tax_amount=format(tax.amount, "f"))
+    return problems
+
+
 def line_tax_columns(tax: LineTax) -> dict[str, Any]:
     return {"tax_code": tax.code, "tax_rate": tax.rate, "tax_amount": tax.amount}
 

@@ -102,6 +102,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", type=text_arg("TaxCode", "name"), help="display name of a new code (default: the code)")
     add_json_flag(p)
     p.set_defaults(handler=tax_add)
+    p = ts.add_parser("assign", help="set a customer's tax code (and exemption) or a product's override",
+                      epilog="A product's code overrides its customers' codes; a customer with an exemption reference is "
+                      "not taxed at all (SPEC I2). Applies to documents issued from now on; issued ones keep their tax.")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", type=text_arg("Customer", "name"), help="the customer's name")
+    who.add_argument("--product", type=text_arg("Product", "sku"), help="the product's SKU")
+    code = p.add_mutually_exclusive_group(required=True)
+    code.add_argument("--code", type=arg(_tax_code), help="a tax code (`w365 tax list`)")
+    code.add_argument("--no-code", action="store_true", help="remove the code (untaxed, or the customer's for a product)")
+    p.add_argument("--exempt", metavar="REFERENCE", type=text_arg("Customer", "tax_exempt_reference"),
+                   help="a customer's exemption reference (printed on its invoices); an empty string removes it")
+    add_json_flag(p)
+    p.set_defaults(handler=tax_assign)
     p = ts.add_parser("list", help="tax codes with their rates and the days each is in force")
     p.add_argument("--on", type=DATE, help="only the rate in force on this date, per code")
     add_json_flag(p)
@@ -177,4 +190,36 @@ def tax_list(args: argparse.Namespace) -> int:
     with read_scope() as s:
         rows = list_tax_rates(s, args.on)
     emit(rows, args.json, ["code", "name", "rate", "effective_from", "effective_to"])
+    return 0
+
+
+def tax_assign(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from w365.billing.tax_codes import assign_customer, assign_product
+    from w365.errors import NotFound, UsageError
+    from w365.store.models import Customer, Product
+    from w365.store.session import session_scope
+
+    code = None if args.no_code else args.code
+    with session_scope() as s:
+        if args.customer is not None:
+            customer = s.scalar(select(Customer).where(Customer.name == args.customer))
+            if customer is None:
+                raise NotFound(f"argument --customer: no customer {limits.show(args.customer)}")
+            exempt = customer.tax_exempt_reference if args.exempt is None else args.exempt.strip()
+            assign_customer(s, customer, code, exempt)
+            out = {"customer": customer.name, "tax_code": customer.tax_code, "tax_exempt_reference": customer.tax_exempt_reference}
+        else:
+            if args.exempt is not None:
+                raise UsageError("argument --exempt: only a customer can be exempt")
+            product = s.scalar(select(Product).where(Product.sku == args.product))
+            if product is None:
+                raise NotFound(f"argument --product: no product with SKU {limits.show(args.product)}")
+            assign_product(s, product, code)
+            out = {"product": product.sku, "tax_code": product.tax_code}
+    if args.json:
+        print_json(out)
+    else:
+        print(", ".join(f"{k} {v if v is not None else '-'}" for k, v in out.items()))
     return 0
