@@ -41,7 +41,7 @@ DEC15 = date(2025, 12, 15)
 def _lines(session):
     f.fresh(session)
     return [(l.kind.value, l.period_from, l.period_to, l.quantity, l.amount)
-            for l in session.scalars(select(InvoiceLine).join(Invoice).order_by(Invoice.sequence, InvoiceLine.line_no))]
+            for l in session.scalars(select(InvoiceLine).join(Invoice).order_by(Invoice.id, InvoiceLine.line_no))]
 
 
 def _clean(session):
@@ -215,7 +215,7 @@ def test_migration_0004_widens_the_slcl_action_check_without_touching_rows_and_d
         with engine.connect() as conn:
             before_rows, before_schema = snapshot(conn)
 
-        w365_store.upgrade(url)
+        w365_store.upgrade(url, "0004")  # what `w365 db upgrade` ran when 0004 was the head
         assert w365_store.current_revision(url) == "0004"
         with engine.connect() as conn:
             after_rows, after_schema = snapshot(conn)

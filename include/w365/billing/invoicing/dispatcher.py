@@ -195,9 +195,8 @@ def write_plans(
             raise W365Error("; ".join(f"contract {k}: {r}" for k, r in reasons.items()))
         problems.update(reasons)
         plans = {cid: p for cid, p in plans.items() if cid not in untaxable}
-        kept = [(d, t) for d, t in zip(drafts, taxed) if d[0].contract.id not in untaxable]
-        drafts, taxed = [d for d, _ in kept], [t for _, t in kept]
-    docs = [t for t in taxed if t is not None]
+    kept = [(d, t) for d, t in zip(drafts, taxed) if t is not None]  # None: the contract cannot be taxed
+    drafts, docs = [d for d, _ in kept], [t for _, t in kept]
     summaries: list[InvoiceSummary] = []
     if drafts:
         numbers = take_numbers(session, [t.document for t in docs])

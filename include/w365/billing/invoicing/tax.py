@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from w365.billing.invoicing.generator import ProposedLine
 from w365.billing.invoicing.planner import PlannedInvoice
-from w365.core.tax import LineTax, NoTaxRate, TaxedAmount, TaxRates, Totals, is_credit_note, line_tax, tax_line, totals
+from w365.core.tax import LineTax, NoTaxRate, code_for, TaxedAmount, TaxRates, Totals, is_credit_note, line_tax, tax_line, totals
 from w365.store.models import Customer, DocumentType, Invoice, InvoiceLine, Product, Subscription, TaxRate, Tenant
 
 
@@ -82,8 +82,7 @@ def _line_tax(ln: ProposedLine, code: str | None, exempt: str | None, product_co
     r = reversed_.get(ln.reverses) if ln.reverses is not None else None
     if r is not None:  # a credit of a line issued before: its code and rate, so its tax back (I5)
         return LineTax(r.tax_code, r.tax_rate, line_tax(ln.amount, r.tax_rate, currency))
-    line_code = None if exempt else (product_code.get(ln.subscription_id) or code)
-    return tax_line(ln.amount, line_code, rates, ln.start, currency)
+    return tax_line(ln.amount, code_for(code, product_code.get(ln.subscription_id), bool(exempt)), rates, ln.start, currency)
 
 
 def _corrected_invoice(session: Session, contract_id: int, inv: PlannedInvoice, reversed_: dict[int, Any]) -> int | None:
