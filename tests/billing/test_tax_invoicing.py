@@ -218,3 +218,30 @@ def test_i4_preview_and_dry_run_show_the_tax_they_would_bill(store, session):
     report = generate_full_cycle_invoices("monthly", date(2025, 12, 1), dry_run=True, engine=store.engine)
     assert [(x["total"], x["tax_total"]) for x in report.drafts] == [("120.00", "20.00")] and report.invoices == []
     assert f.fresh(session).scalars(select(Invoice)).all() == []
+
+
+def test_i2_i4_usage_invoices_are_taxed_with_the_products_override(store, session):
+    """SPEC I2, I4, B3: a usage invoice goes through the same writer: December's usage of 50.00
+    at cost with a 20 % markup is 60.00; the Azure product's REDUCED (5 %) beats the customer's
+    VAT20: tax 3.00, total 63.00. The HTML document shows subtotal, tax per code and total."""
+    from w365.billing.invoicing.export import to_html
+    from w365.billing.usage import bill_usage_month
+    from w365.store.models import ProductKind, UsageKind, UsageRecord
+
+    _taxes(session)
+    cust = f.customer(session, tax_code="VAT20")
+    c = f.contract(session, cust, start=date(2025, 12, 1))
+    azure = f.product(session, sku="AZ", kind=ProductKind.USAGE)
+    azure.tax_code = "REDUCED"
+    sub = f.subscription(session, c, quantity=1, price="0", cost="0", name="azure", markup_pct=D("20"), prod=azure)
+    session.add(UsageRecord(kind=UsageKind.FINAL, subscription_id=sub.id, customer_id=cust.id, usage_date=date(2025, 12, 20),
+                            meter_id="m", quantity=D(1), unit_price=D(1), pre_tax_total=D("50.0000"), currency="USD"))
+    session.commit()
+    bill_usage_month(date(2025, 12, 1), as_of=date(2026, 1, 1), engine=store.engine)
+    inv = f.fresh(session).scalars(select(Invoice).where(Invoice.kind == "usage")).one()
+    assert (inv.subtotal, inv.tax_total, inv.total) == (D("60.00"), D("3.00"), D("63.00"))
+    assert [(l.tax_code, l.tax_rate, l.tax_amount) for l in inv.lines] == [("REDUCED", D("5"), D("3.00"))]
+    html = to_html(invoice_document(session, inv.number))
+    assert "Subtotal (prices exclude tax)" in html and "Tax REDUCED 5 % on 60.00</td><td class=\"n\">3.00" in html
+    assert "<td colspan=\"5\">Total</td><td class=\"n\">63.00</td>" in html
+    _clean_audit(session)

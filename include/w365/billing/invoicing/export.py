@@ -148,7 +148,8 @@ _HTML = """<!doctype html>
  td.n,th.n{text-align:right;font-variant-numeric:tabular-nums} .muted{color:#777;font-size:12px}
  .total td{font-weight:bold;border-top:2px solid #222}
 </style></head><body>
-<h1>Invoice {{ d.number }}</h1>
+<h1>{{ 'Credit note' if d.document == 'credit_note' else 'Invoice' }} {{ d.number }}</h1>
+{% if d.corrects %}<p>Corrects invoice {{ d.corrects }}</p>{% endif %}
 <p><strong>{{ d.tenant }}</strong> &rarr; <strong>{{ d.customer }}</strong><br>
 Contract {{ d.contract }} &middot; {{ d.kind|replace('_', ' ') }} invoice &middot; period {{ d.period_from }} to {{ d.period_to }}<br>
 Issued {{ d.issue_date }} &middot; due {{ d.due_date }} &middot; payment: {{ d.payment_status|replace('_', ' ') }}</p>
@@ -161,9 +162,12 @@ Issued {{ d.issue_date }} &middot; due {{ d.due_date }} &middot; payment: {{ d.p
 <td>{{ l.period_from }} to {{ l.period_to }}</td>
 <td class="n">{{ l.quantity }}</td><td class="n">{{ l.unit_price }}</td><td class="n">{{ l.days }}/{{ l.period_days }} days</td>
 <td class="n">{{ l.amount }}</td></tr>
+{% endfor %}<tr><td></td><td colspan="5">Subtotal (prices exclude tax)</td><td class="n">{{ d.subtotal }}</td></tr>
+{% for t in d.tax_summary %}<tr><td></td><td colspan="5">Tax {{ t.code or 'none' }} {{ t.rate }} % on {{ t.taxable }}</td><td class="n">{{ t.tax }}</td></tr>
 {% endfor %}<tr class="total"><td></td><td colspan="5">Total</td><td class="n">{{ d.total }}</td></tr>
 </tbody></table>
-<p class="muted">Amount = quantity &times; unit price &times; days / days in period, rounded half-up once per line; the total is the sum of the lines.</p>
+{% if d.tax_exempt_reference %}<p>Tax exempt: {{ d.tax_exempt_reference }}</p>{% endif %}
+<p class="muted">Amount = quantity &times; unit price &times; days / days in period, rounded half-up once per line; the subtotal is the sum of the lines, the tax is rounded once per line, total = subtotal + tax.</p>
 </body></html>
 """
 
