@@ -245,3 +245,43 @@ def test_i2_i4_usage_invoices_are_taxed_with_the_products_override(store, sessio
     assert "Subtotal (prices exclude tax)" in html and "Tax REDUCED 5 % on 60.00</td><td class=\"n\">3.00" in html
     assert "<td colspan=\"5\">Total</td><td class=\"n\">63.00</td>" in html
     _clean_audit(session)
+
+
+@pytest.mark.parametrize("currency, price, rate, amount, tax, total", [
+    # JPY, no minor unit: 1 x 1,235 = 1,235; 10 % = 123.5 -> 124 (half-up); total 1,359.
+    ("JPY", "1235", "10", D("1235"), D("124"), D("1359")),
+    # KWD, three decimals: 1 x 12.345 = 12.345; 5 % = 0.61725 -> 0.617; total 12.962.
+    ("KWD", "12.345", "5", D("12.345"), D("0.617"), D("12.962")),
+])
+def test_i4_jpy_and_kwd_invoices_round_tax_to_their_minor_unit(store, session, currency, price, rate, amount, tax, total):
+    """SPEC I4, M2: the tax of a line is rounded once to the invoice currency's minor unit, and
+    the independent auditor (its own ISO 4217 table and rounding) agrees."""
+    add_tax_rate(session, "T", rate, date(2025, 1, 1))
+    c = f.contract(session, f.customer(session, tax_code="T"), start=date(2025, 12, 1), currency=currency)
+    f.subscription(session, c, quantity=1, price=price, cost="0")
+    session.commit()
+    [inv] = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine).invoices
+    assert (inv.subtotal, inv.tax_total, inv.total) == (str(amount), str(tax), str(total))
+    assert [(l.amount, l.tax_amount) for l in _lines(session, inv.number)] == [(amount, tax)]
+    _clean_audit(session)
+
+
+def test_i7_i8_the_auditor_accepts_negative_invoices_issued_before_credit_notes():
+    """SPEC I7, I8: invoices numbered before ``tenant.credit_notes_from`` (migration 0005 sets it
+    to the next invoice number) were issued when a negative correction was an invoice: accepted.
+    One numbered after it must be a credit note."""
+    from types import SimpleNamespace
+
+    from w365.operations.audit.tax import check_document
+
+    line = SimpleNamespace(amount=D("-67.74"), tax_amount=D("0"))
+    found: list[tuple[str, str, str]] = []
+
+    def inv(seq):
+        return SimpleNamespace(sequence=seq, document="invoice", total=D("-67.74"), tax_total=D("0"), currency="USD",
+                               corrects_invoice_id=None, contract_id=1)
+
+    check_document(inv(7), [line], {}, lambda *d: found.append(d), credit_notes_from=8)
+    assert found == []
+    check_document(inv(8), [line], {}, lambda *d: found.append(d), credit_notes_from=8)
+    assert found == [("document", "credit_note (total -67.74)", "invoice")]

@@ -60,7 +60,7 @@ def old_url(store, tmp_path, monkeypatch):
 def test_i8_upgrade_leaves_issued_invoices_unchanged_and_guards_the_new_columns(store, old_url):
     """SPEC I8, M3: two invoices (INV-000001 130.00, INV-000002 for January) issued, the store
     taken down to 0004; the upgrade changes no value of any row, the new columns read as tax 0,
-    no code, an invoice, CN- and 1; UPDATEs of the new columns of issued invoices are refused."""
+    no code, an invoice, CN- and 1 (and credit notes from invoice 3 on); UPDATEs of the new columns of issued invoices are refused."""
     url, engine = old_url, get_engine(old_url)
     w365_store.upgrade(url)
     old = Store(store.backend, url, engine)
@@ -85,7 +85,9 @@ def test_i8_upgrade_leaves_issued_invoices_unchanged_and_guards_the_new_columns(
             ("INV-000001", Decimal(0), "invoice", None, None), ("INV-000002", Decimal(0), "invoice", None, None)]
         lines = conn.execute(text("SELECT tax_code, tax_rate, tax_amount FROM invoice_line")).all()
         assert {(code, Decimal(str(rate)), Decimal(str(amount))) for code, rate, amount in lines} == {(None, Decimal(0), Decimal(0))}
-        assert conn.execute(text("SELECT credit_note_prefix, next_credit_note_number, next_invoice_number FROM tenant")).one() == ("CN-", 1, 3)
+        # Invoices numbered before 3 were issued when a negative correction was still an invoice.
+        assert conn.execute(text("SELECT credit_note_prefix, next_credit_note_number, next_invoice_number, credit_notes_from "
+                                 "FROM tenant")).one() == ("CN-", 1, 3, 3)
         for sql in ("UPDATE invoice SET tax_total = '1.00'", "UPDATE invoice SET document = 'credit_note'",
                     "UPDATE invoice_line SET tax_amount = '1.00'", "UPDATE invoice_line SET tax_code = 'VAT20'"):
             with pytest.raises(DBAPIError, match="issued and immutable"):

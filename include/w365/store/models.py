@@ -121,6 +121,9 @@ class Tenant(Base):
     # Credit notes have their own gapless series (SPEC I6; migration 0005).
     credit_note_prefix: Mapped[str] = mapped_column(String(20), default="CN-", server_default="CN-")
     next_credit_note_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The first invoice sequence issued with credit notes (migration 0005 sets the next number):
+    # invoices before it may have a negative total, as corrections were issued then (SPEC I6, I7).
+    credit_notes_from: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

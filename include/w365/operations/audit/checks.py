@@ -60,10 +60,12 @@ class _Reference:
     rates: dict[tuple[str, str], tuple[list[date], list[Decimal]]]
     credit_prefix: str = "CN-"
     taxes: TaxTable | None = None
+    credit_notes_from: int = 1
 
     @classmethod
     def load(cls, session: Session) -> "_Reference":
-        tenant = session.execute(select(Tenant.invoice_prefix, Tenant.next_invoice_number, Tenant.credit_note_prefix)).first()
+        tenant = session.execute(select(Tenant.invoice_prefix, Tenant.next_invoice_number, Tenant.credit_note_prefix,
+                                        Tenant.credit_notes_from)).first()
         rates: dict[tuple[str, str], tuple[list[date], list[Decimal]]] = defaultdict(lambda: ([], []))
         r = ExchangeRate
         for src, dst, day, rate in session.execute(select(r.from_currency, r.to_currency, r.effective_from, r.rate).order_by(r.effective_from)):
@@ -71,7 +73,7 @@ class _Reference:
             rates[(src, dst)][1].append(rate)
         return cls(tenant.invoice_prefix if tenant else "", tenant.next_invoice_number if tenant else 1,
                    dict(session.execute(select(UnitMapping.code, UnitMapping.months)).tuples().all()), dict(rates),
-                   tenant.credit_note_prefix if tenant else "CN-", TaxTable(session))
+                   tenant.credit_note_prefix if tenant else "CN-", TaxTable(session), tenant.credit_notes_from if tenant else 1)
 
     def rate(self, src: str, dst: str, on: date) -> Decimal:
         """SPEC S1: the rate with the latest effective-from on or before ``on``."""
@@ -246,7 +248,8 @@ class _Chunk:
         return {sid: _Timeline(first, changes[sid], first_change) for sid, (first, first_change) in firsts.items()}
 
     def _invoice(self, c: Any, inv: Any, lines: list[Any]) -> None:
-        check_document(inv, lines, self.by_id, lambda check, expected, found: self.add(check, c.number, expected, found, invoice=inv.number))
+        check_document(inv, lines, self.by_id, lambda check, expected, found: self.add(check, c.number, expected, found, invoice=inv.number),
+                       self.ref.credit_notes_from)
         if inv.currency != c.currency:
             self.add("currency", c.number, c.currency, inv.currency, invoice=inv.number)
         if inv.customer_id != c.customer_id:

@@ -12,13 +12,15 @@ Issue 16 (SPEC I1-I9):
 * ``invoice_line.tax_code``, ``tax_rate``, ``tax_amount`` and ``invoice.tax_total``,
   ``document`` ('invoice' or 'credit_note'), ``corrects_invoice_id``, ``tax_exempt_reference``;
 * ``tenant.credit_note_prefix`` ('CN-') and ``next_credit_note_number`` (1): the credit notes'
-  own gapless series. A credit note's ``invoice.sequence`` is minus its number in that series,
+  own gapless series; ``tenant.credit_notes_from``, set to the next invoice number: the invoices
+  before it were issued when a correction with a negative total was still an invoice, and
+  remain so (the audit accepts them as such). A credit note's ``invoice.sequence`` is minus its number in that series,
   so the 0001 unique key on ``sequence`` holds both series without rebuilding the table.
 
 Existing invoices must not change, and do not: every new column is added (ADD COLUMN) with a
 constant default, which is what an invoice issued before carries, tax 0, no code, an invoice:
-its subtotal (total - tax_total) is its total, as before. No row is read or written (an UPDATE
-would meet 0002's guards anyway), no table is rebuilt.
+its subtotal (total - tax_total) is its total, as before. No invoice or line is read or written
+(an UPDATE would meet 0002's guards anyway; only the tenant row is), no table is rebuilt.
 
 0002's guards: PostgreSQL compares whole rows, so the new columns of an issued invoice and its
 lines are frozen without a new trigger. SQLite's triggers name their columns: the two UPDATE
@@ -96,6 +98,8 @@ def upgrade() -> None:
     add_reference('product', 'tax_code', 'VARCHAR(24)', 'tax_code.code')
     op.add_column('tenant', sa.Column('credit_note_prefix', sa.String(length=20), server_default='CN-', nullable=False))
     op.add_column('tenant', sa.Column('next_credit_note_number', sa.Integer(), server_default='1', nullable=False))
+    op.add_column('tenant', sa.Column('credit_notes_from', sa.Integer(), server_default='1', nullable=False))
+    op.execute("UPDATE tenant SET credit_notes_from = next_invoice_number")
     op.add_column('invoice', sa.Column('tax_total', _money(), server_default='0', nullable=False))
     # The models' VARCHAR + CHECK enum, written out: Alembic adds no CHECK with a column.
     op.execute("ALTER TABLE invoice ADD COLUMN document VARCHAR(24) DEFAULT 'invoice' NOT NULL "
@@ -120,7 +124,7 @@ def downgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         _sqlite_guards(INVOICE_COLUMNS_0002, LINE_COLUMNS_0002)
     for table, columns in (("invoice_line", LINE_NEW), ("invoice", INVOICE_NEW),
-                           ("tenant", ("credit_note_prefix", "next_credit_note_number")),
+                           ("tenant", ("credit_note_prefix", "next_credit_note_number", "credit_notes_from")),
                            ("product", ("tax_code",)), ("customer", ("tax_code", "tax_exempt_reference"))):
         for column in reversed(columns):
             op.drop_column(table, column)
