@@ -223,8 +223,8 @@ def test_i4_preview_and_dry_run_show_the_tax_they_would_bill(store, session):
 def test_i2_i4_usage_invoices_are_taxed_with_the_products_override(store, session):
     """SPEC I2, I4, B3: a usage invoice goes through the same writer: December's usage of 50.00
     at cost with a 20 % markup is 60.00; the Azure product's REDUCED (5 %) beats the customer's
-    VAT20: tax 3.00, total 63.00. The HTML document shows subtotal, tax per code and total."""
-    from w365.billing.invoicing.export import to_html
+    VAT20: tax 3.00, total 63.00. The HTML and CSV documents show subtotal, tax per code and total."""
+    from w365.billing.invoicing.export import to_csv, to_html
     from w365.billing.usage import bill_usage_month
     from w365.store.models import ProductKind, UsageKind, UsageRecord
 
@@ -244,6 +244,16 @@ def test_i2_i4_usage_invoices_are_taxed_with_the_products_override(store, sessio
     html = to_html(invoice_document(session, inv.number))
     assert "Subtotal (prices exclude tax)" in html and "Tax REDUCED 5 % on 60.00</td><td class=\"n\">3.00" in html
     assert "<td colspan=\"5\">Total</td><td class=\"n\">63.00</td>" in html
+    import csv
+    import io
+
+    from w365.billing.invoicing.export import CSV_COLUMNS
+
+    header, line, total = list(csv.reader(io.StringIO(to_csv(invoice_document(session, inv.number)))))
+    assert header == CSV_COLUMNS
+    col = {name: i for i, name in enumerate(CSV_COLUMNS)}
+    assert [line[col[k]] for k in ("amount", "tax_code", "tax_rate", "tax_amount")] == ["60.00", "REDUCED", "5", "3.00"]
+    assert [total[col[k]] for k in ("kind", "amount", "tax_amount")] == ["total", "63.00", "3.00"]
     _clean_audit(session)
 
 

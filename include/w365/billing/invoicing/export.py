@@ -117,7 +117,7 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
 CSV_COLUMNS = [
     "invoice", "line", "kind", "subscription_id", "subscription", "description", "period_from", "period_to",
     "quantity", "unit_price", "days", "period_days", "proration_factor", "amount", "currency", "lcl_ids", "slcl_ids",
-    "customer", "product",
+    "tax_code", "tax_rate", "tax_amount", "customer", "product",
 ]
 
 
@@ -133,10 +133,13 @@ def to_csv(doc: dict[str, Any]) -> str:
             doc["number"], l["line"], l["kind"], l["subscription_id"], l["subscription"], l["description"],
             l["period_from"], l["period_to"], format(l["quantity"], "f"), format(l["unit_price"], "f"), l["days"],
             l["period_days"], format(plain(l["proration_factor"]), "f"), format(l["amount"], "f"), doc["currency"],
-            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), doc["customer"], l["product"],
+            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), l["tax_code"] or "", format(l["tax_rate"], "f"),
+            format(l["tax_amount"], "f"), doc["customer"], l["product"],
         ])
+    # SPEC I4: the total row's amount is the document's total (the lines' amounts + their taxes),
+    # its tax_amount the tax total.
     w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
-                doc["customer"], ""])
+                "", "", format(doc["tax_total"], "f"), doc["customer"], ""])
     return buf.getvalue()
 
 
