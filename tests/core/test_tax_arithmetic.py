@@ -3,8 +3,11 @@ day, the tax of a line rounded once, a document's subtotal, tax per code and tot
 
 from datetime import date
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from w365.core.tax import (
     NoTaxRate,
@@ -108,3 +111,21 @@ def test_i3_rate_change_by_effective_date():
 def test_i6_a_negative_total_is_a_credit_note():
     """SPEC I6: a credit note is a document whose total is negative; zero is an invoice."""
     assert is_credit_note(D("-0.01")) and not is_credit_note(D("0.00")) and not is_credit_note(D("12.00"))
+
+
+CURRENCIES = st.sampled_from(["USD", "JPY", "KWD", "EUR", "BHD"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(cents=st.integers(-10**12, 10**12), rate=st.decimals(0, 100, places=4, allow_nan=False), currency=CURRENCIES)
+def test_i4_i5_i7_line_tax_is_symmetric_and_the_auditor_rounds_it_the_same(cents, rate, currency):
+    """SPEC I4, I5, I7: for any amount in a currency's minor units and any rate: a credit's tax
+    is the negation of the charge's, and the auditor's own half-up rounding (exact Fractions)
+    gives the engine's tax to the minor unit."""
+    from w365.core.money import minor_units
+    from w365.operations.audit.arithmetic import round_half_up as audit_round
+
+    amount = Decimal(cents).scaleb(-minor_units(currency))
+    tax = line_tax(amount, rate, currency)
+    assert line_tax(-amount, rate, currency) == -tax
+    assert tax == audit_round(Fraction(amount) * Fraction(rate) / 100, minor_units(currency))
