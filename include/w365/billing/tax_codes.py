@@ -23,17 +23,15 @@ from w365.core.tax import check_code, check_rate
 from w365.errors import ValidationError
 from w365.store.models import Customer, Invoice, InvoiceLine, Product, TaxCode, TaxRate
 
-tax_code, tax_rate = check_code, check_rate  # the column rules (core.tax), for the CLI
-
 
 def check_tax_rate(session: Session, code: Any, rate: Any, effective_from: Any, name: Any = None) -> tuple[str, Decimal, date, str | None]:
     """Every rule a new rate must pass (bounds, duplicates, history); returns its values.
     Raises ValidationError naming the code."""
     record = f"tax code {limits.show(code)}"
     try:
-        code = tax_code(code, "code")
+        code = check_code(code, "code")
         record = f"tax code {code}"
-        rate = tax_rate(rate)
+        rate = check_rate(rate)
         effective_from = limits.day(effective_from, "effective from")
         name = limits.text(str(name).strip(), "name", limits.column_length(TaxCode.name)) if name else None
     except limits.BadValue as exc:
@@ -91,7 +89,7 @@ def check_assignable(session: Session, code: str | None, record: str) -> str | N
     if code is None:
         return None
     try:
-        code = tax_code(code)
+        code = check_code(code)
     except limits.BadValue as exc:
         raise ValidationError(record, str(exc)) from None
     if session.get(TaxCode, code) is None:

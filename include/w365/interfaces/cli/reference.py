@@ -32,15 +32,15 @@ CURRENCY = arg(_currency)
 
 
 def _tax_code(value: str, what: str) -> str:
-    from w365.billing.tax_codes import tax_code
+    from w365.core.tax import check_code
 
-    return tax_code(value, what)
+    return check_code(value, what)
 
 
 def _tax_rate(value: str, what: str) -> Decimal:
-    from w365.billing.tax_codes import tax_rate
+    from w365.core.tax import check_rate
 
-    return tax_rate(value, what)
+    return check_rate(value, what)
 
 RATE_EPILOG = (
     "A subscription priced in another currency than its contract is converted at the rate effective on each billing "
