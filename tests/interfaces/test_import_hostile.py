@@ -42,13 +42,14 @@ CASES = [
     ("duplicate-header",
      lambda d: _replace(d, "customers.csv", "name,email,salesperson,provider_tenant_id", "name,email,salesperson,name"),
      "customers.csv, row 1: column 'name' appears twice (columns 1 and 4); one value would overwrite the other"),
-    # The example's customers.csv has 10 columns since issue 16 (the bill-to address, SPEC I17).
+    # The example's customers.csv has 12 columns since issue 16 (tax_code and tax_exempt_reference,
+    # SPEC I9; the bill-to address, SPEC I17).
     ("extra-field",
      lambda d: _replace(d, "customers.csv", ",Berlin,10115,,DE", ",Berlin,10115,,DE,Lee & Co"),
-     "customers.csv, row 3: 11 values, but the header names 10 columns: the extra value(s) 'Lee & Co' would be lost"),
+     "customers.csv, row 3: 13 values, but the header names 12 columns: the extra value(s) 'Lee & Co' would be lost"),
     ("missing-field",
      lambda d: _replace(d, "customers.csv", ",Berlin,10115,,DE", ",Berlin,10115,"),
-     "customers.csv, row 3: 9 values, but the header names 10 columns: no value for billing_country; write empty values as ,,"),
+     "customers.csv, row 3: 11 values, but the header names 12 columns: no value for billing_country; write empty values as ,,"),
     ("latin-1",
      lambda d: _bytes(d, "customers.csv", b"Northwind Traders", "Northwind Trad\u00e9rs".encode("latin-1")),
      "customers.csv, row 3: name is not UTF-8 text (byte 0xE9 at character 15); save the file as UTF-8"),

@@ -123,6 +123,14 @@ class InvoiceKind(Word):
     USAGE = "usage"
 
 
+class DocumentType(Word):
+    """What an issued document is (SPEC I6): an invoice, or a credit note (a document whose total
+    is negative), each with its own gapless number series."""
+
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
 class InvoiceLineKind(Word):
     RECURRING = "recurring"  # first billing of a subscription's days in a period
     ADJUSTMENT = "adjustment"  # a delta (charge or credit) for days billed before

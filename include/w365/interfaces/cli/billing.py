@@ -99,7 +99,8 @@ def invoice_list(args: argparse.Namespace) -> int:
 
     with session_scope() as s:
         rows = list_invoices(s, contract=args.contract, limit=args.limit)
-    emit(rows, args.json, ["number", "kind", "contract", "customer", "issue_date", "period_from", "period_to", "currency", "total", "payment_status"])
+    emit(rows, args.json, ["number", "document", "kind", "contract", "customer", "issue_date", "period_from", "period_to", "currency",
+                           "subtotal", "tax_total", "total", "payment_status"])
     return 0
 
 
@@ -112,13 +113,20 @@ def invoice_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return 0
-    print(f"Invoice {doc['number']} ({doc['kind']}) for {doc['customer']}, contract {doc['contract']}")
+    what = "Credit note" if doc["document"] == "credit_note" else "Invoice"
+    print(f"{what} {doc['number']} ({doc['kind']}) for {doc['customer']}, contract {doc['contract']}"
+          + (f", corrects {doc['corrects']}" if doc["corrects"] else ""))
     print(f"period {doc['period_from']} to {doc['period_to']}, issued {doc['issue_date']}, due {doc['due_date']}, {doc['payment_status']}")
     print_table(
         [{**l, "lcls": " ".join(map(str, l["lcl_ids"])), "slcls": " ".join(map(str, l["slcl_ids"]))} for l in doc["lines"]],
-        ["line", "kind", "description", "period_from", "period_to", "quantity", "unit_price", "days", "period_days", "amount", "lcls", "slcls"],
+        ["line", "kind", "description", "period_from", "period_to", "quantity", "unit_price", "days", "period_days", "amount",
+         "tax_code", "tax_rate", "tax_amount", "lcls", "slcls"],
     )
-    print(f"total {doc['total']} {doc['currency']}")
+    for r in doc["tax_summary"]:
+        print(f"tax {r['code'] or 'none'} {r['rate']} % on {r['taxable']}: {r['tax']}")
+    if doc["tax_exempt_reference"]:
+        print(f"tax exempt: {doc['tax_exempt_reference']}")
+    print(f"subtotal {doc['subtotal']}, tax {doc['tax_total']}, total {doc['total']} {doc['currency']} (prices exclude tax)")
     return 0
 
 
