@@ -148,7 +148,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         row = parse(CustomerRow, rec)
         if row.name in customers:
             raise BadField(f"customer {row.name!r} exists already")
-        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now)
+        c = Customer(name=row.name, email=row.email, billing_email=row.billing_email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now)
         session.add(c)
         session.flush()
         customers[row.name] = c

@@ -22,7 +22,7 @@ from w365.store.models import BillingContract, Customer, Product, ProductPrice, 
 # file -> (required columns, optional columns); loaded in this order.
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "providers.csv": (("name", "kind"), ("connection_id", "alert_email")),
-    "customers.csv": (("name",), ("email", "salesperson", "provider_tenant_id")),
+    "customers.csv": (("name",), ("email", "billing_email", "salesperson", "provider_tenant_id")),
     "products.csv": (("sku", "name", "kind"), ("provider", "offer_id", "qrb", "qrw_days")),
     "prices.csv": (("sku", "sales_unit", "currency", "cost_price", "selling_price", "effective_from"), ("price_list",)),
     "exchange_rates.csv": (("from_currency", "to_currency", "rate", "effective_from"), ()),
@@ -42,7 +42,7 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _L = limits.column_length
 TEXT_LENGTHS: dict[str, dict[str, int]] = {
     "providers.csv": {"name": _L(Provider.name), "connection_id": _L(Provider.connection_id), "alert_email": _L(Provider.alert_email)},
-    "customers.csv": {"name": _L(Customer.name), "email": _L(Customer.email), "salesperson": _L(Customer.salesperson),
+    "customers.csv": {"name": _L(Customer.name), "email": _L(Customer.email), "billing_email": _L(Customer.billing_email), "salesperson": _L(Customer.salesperson),
                       "provider_tenant_id": _L(Customer.provider_tenant_id)},
     "products.csv": {"sku": _L(Product.sku), "name": _L(Product.name), "provider": _L(Provider.name), "offer_id": _L(Product.offer_id)},
     "prices.csv": {"sku": _L(Product.sku), "price_list": _L(ProductPrice.price_list)},
