@@ -215,7 +215,7 @@ def test_migration_0004_widens_the_slcl_action_check_without_touching_rows_and_d
         with engine.connect() as conn:
             before_rows, before_schema = snapshot(conn)
 
-        w365_store.upgrade(url)
+        w365_store.upgrade(url, "0004")  # this revision, whatever the head is now
         assert w365_store.current_revision(url) == "0004"
         with engine.connect() as conn:
             after_rows, after_schema = snapshot(conn)
