@@ -126,7 +126,7 @@ def test_i9_a_bad_tax_codes_row_is_one_clear_error_line_and_nothing_is_written(s
     folder = tmp_path / "bad"
     shutil.copytree(EXAMPLE, folder)
     (folder / "tax_codes.csv").write_text((folder / "tax_codes.csv").read_text() + row + "\n")
-    customers = (folder / "customers.csv").read_text() + "Contoso,,,,NOPE,,,,,,,\n"  # 12 columns: tax_code is the 5th
+    customers = (folder / "customers.csv").read_text() + "Contoso,,,,NOPE,,,,,,,,\n"  # 13 columns: tax_code is the 5th
     (folder / "customers.csv").write_text(customers)
     with pytest.raises(ImportFailed) as exc:
         import_folder(session, folder, now=NOW)

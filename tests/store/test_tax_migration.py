@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 from alembic import command
-from sqlalchemy import MetaData, select, text
+from sqlalchemy import MetaData, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 import factories as f
@@ -121,4 +121,6 @@ def test_i8_downgrade_refuses_while_a_credit_note_exists(store, old_url):
             "'-12.00', '-2.00', 'credit_note', id, 'unpaid', '0', created_at FROM invoice WHERE id = :id"), {"id": inv_id})
     with pytest.raises(RuntimeError, match=r"cannot downgrade below 0006: 1 credit note\(s\) or taxed invoice line\(s\) exist"):
         _alembic(url, "downgrade", "0005")
-    assert w365_store.current_revision(url) == "0006"
+    # Nothing changed: the refusal rolls back the whole downgrade, 0007's step (issue 16, delivery) too.
+    assert w365_store.current_revision(url) == w365_store.head_revision() == "0007"
+    assert inspect(engine).has_table("invoice_delivery")

@@ -151,3 +151,20 @@ class UsageKind(Word):
 
 # --------------------------------------------------------------------------------------------
 # Tenant and reference data
+
+
+class DeliveryChannel(Word):
+    """Where an issued invoice goes out (issue 16, I20-I29): the customer's billing e-mail, and
+    the accounting system (REST or file drop)."""
+
+    EMAIL = "email"
+    ACCOUNTING = "accounting"
+
+
+class DeliveryStatus(Word):
+    """A delivery record's state (I22). ``sending`` is committed before the message leaves, so a
+    crash after the SMTP server accepted it is seen by the next run, which does not send again."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"

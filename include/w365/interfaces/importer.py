@@ -174,7 +174,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         row = parse(CustomerRow, rec)
         if row.name in customers:
             raise BadField(f"customer {row.name!r} exists already")
-        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id,
+        c = Customer(name=row.name, email=row.email, billing_email=row.billing_email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id,
                      tax_code=known_tax_code(row.tax_code), tax_exempt_reference=row.tax_exempt_reference, created_at=now,
                      **{col: getattr(row, col) for col in BILLING_ADDRESS})
         session.add(c)

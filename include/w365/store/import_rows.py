@@ -111,6 +111,9 @@ OptTaxCode = Annotated[str | None, _bounded(check_code), Field(default=None, val
 class CustomerRow(_Row):
     name: Text
     email: OptText
+    # I21: where invoices are e-mailed; one or more addresses, each checked.
+    billing_email: Annotated[str | None, _bounded(lambda v, col: ", ".join(limits.email_addresses(v, col))),
+                             Field(default=None, validate_default=True)]
     salesperson: OptText
     provider_tenant_id: OptText
     tax_code: OptTaxCode

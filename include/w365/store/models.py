@@ -39,6 +39,8 @@ from w365.core.vocabulary import (  # re-exported: the columns below are typed w
     ChangeType,
     ContractStatus,
     DocumentType,
+    DeliveryChannel,
+    DeliveryStatus,
     InvoiceKind,
     InvoiceLineKind,
     LCLKind,
@@ -203,6 +205,9 @@ class Customer(Base):
     # Partner Center customer tenant id (a GUID).
     provider_tenant_id: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
     email: Mapped[Optional[str]] = mapped_column(String(200))
+    # Where invoices are e-mailed (issue 16, I21; migration 0007): one or more addresses,
+    # comma-separated. No address, no e-mail: the Send Invoices job reports it and goes on.
+    billing_email: Mapped[Optional[str]] = mapped_column(String(320))
     salesperson: Mapped[Optional[str]] = mapped_column(String(100))
     # SHA-256 of the end-customer portal token (SPEC C13); the token itself is never stored.
     portal_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
@@ -711,3 +716,32 @@ class JobException(Base):
     entity_key: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InvoiceDelivery(Base):
+    """How an issued invoice went out on one channel (issue 16, I22-I25; migration 0007): at most
+    one record per invoice and channel, so an invoice is sent once unless someone resends it.
+
+    Sending never touches the invoice row (it is immutable, migration 0002): all delivery state
+    lives here. ``status`` is ``sending`` from the moment a send is claimed (committed with the
+    ``message_id`` the message will carry) until the outcome is committed: a record still
+    ``sending`` after a crash tells the next run the message may have left (at-most-once, I24).
+    """
+
+    __tablename__ = "invoice_delivery"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "channel"),
+        CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+    )
+
+    id: Mapped[intpk]
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    channel: Mapped[DeliveryChannel] = mapped_column(_enum(DeliveryChannel, "delivery_channel"))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"))
+    recipient: Mapped[Optional[str]] = mapped_column(String(320))  # the addresses, or the system's name
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # sends tried, resends included
+    sends: Mapped[int] = mapped_column(Integer, default=0)  # sends that succeeded (1, more after --resend)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    message_id: Mapped[Optional[str]] = mapped_column(String(255))  # the e-mail's Message-ID, or the system's reference
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -134,6 +134,9 @@ CSV_COLUMNS = [
     "invoice", "line", "kind", "subscription_id", "subscription", "description", "period_from", "period_to",
     "quantity", "unit_price", "days", "period_days", "proration_factor", "amount", "currency", "lcl_ids", "slcl_ids",
     "tax_code", "tax_rate", "tax_amount", "customer", "product",
+    # What the document is and, for a credit note, the invoice it corrects (SPEC I6; issue 16,
+    # I27: a file-drop export is read by an accounting system, not only by people).
+    "document", "corrects",
 ]
 
 
@@ -150,10 +153,10 @@ def to_csv(doc: dict[str, Any]) -> str:
             l["period_from"], l["period_to"], format(l["quantity"], "f"), format(l["unit_price"], "f"), l["days"],
             l["period_days"], format(plain(l["proration_factor"]), "f"), format(l["amount"], "f"), doc["currency"],
             " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), l["tax_code"] or "", format(l["tax_rate"], "f"),
-            format(l["tax_amount"], "f"), doc["customer"], l["product"],
+            format(l["tax_amount"], "f"), doc["customer"], l["product"], doc["document"], doc["corrects"] or "",
         ])
     # SPEC I4: the total row's amount is the document's total (the lines' amounts + their taxes),
     # its tax_amount the tax total.
     w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
-                "", "", format(doc["tax_total"], "f"), doc["customer"], ""])
+                "", "", format(doc["tax_total"], "f"), doc["customer"], "", doc["document"], doc["corrects"] or ""])
     return buf.getvalue()
