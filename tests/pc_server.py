@@ -1,7 +1,8 @@
 """A local Partner Center look-alike for the tests: an HTTP server on 127.0.0.1 (a free port) that
 speaks Partner Center's JSON (SPEC P1): OAuth token endpoint, ``/v1/customers`` and
 ``/v1/customers/{id}/subscriptions`` paged by continuation token, usage line items, and an
-accounting ``/payments`` feed. Faults are injected per path: HTTP 429 bursts with Retry-After,
+accounting ``/payments`` feed and ``PUT /invoices/{number}`` (issue 16: recorded by invoice number,
+so a test can tell a retry from a duplicate). Faults are injected per path: HTTP 429 bursts with Retry-After,
 HTTP 500s, slow answers.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import httpx
 import pytest
@@ -60,6 +61,8 @@ class FakePartnerCenter:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     token_requests: list[dict[str, list[str]]] = field(default_factory=list)
     static_token: str | None = None  # accept this bearer token without the OAuth dance
+    # PUT /invoices/{number}: every accepted body, by number (a second one for a number is a duplicate)
+    invoices: dict[str, list[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._server: ThreadingHTTPServer | None = None
@@ -79,8 +82,11 @@ class FakePartnerCenter:
             def do_POST(self) -> None:  # noqa: N802
                 self._answer("POST")
 
+            def do_PUT(self) -> None:  # noqa: N802
+                self._answer("PUT")
+
             def _answer(self, method: str) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method == "POST" else b""
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
                 status, data, headers = fake.respond(method, self.path, dict(self.headers.items()), body)
                 self.send_response(status)
                 for k, v in headers.items():
@@ -171,6 +177,11 @@ class FakePartnerCenter:
             return self._page(items, token, next_uri=f"/v1/usage/lineitems?usageDate={query.get('usageDate')}&type={query.get('type')}")
         if path == "/payments":
             return self._page(self.payments, token, next_uri="/payments?page=next")
+        if method == "PUT" and path.startswith("/invoices/"):
+            number = unquote(path.removeprefix("/invoices/"))
+            with self._lock:
+                self.invoices.setdefault(number, []).append(json.loads(body))
+            return self._send(200, {"id": f"acct-{number}"})
         return self._send(404, {"description": f"no route {path}"})
 
     def _page(self, items: list[Any], token: str | None, next_uri: str | None) -> tuple[int, bytes, dict[str, str]]:

@@ -127,9 +127,9 @@ def test_i13_de_de_tenant_writes_amounts_and_dates_the_german_way(store: Any, se
 
 
 def test_i14_totals_come_from_one_function(store: Any, session: Session, usd: str) -> None:
-    """document_totals is the one place tax figures enter the document: today subtotal = the sum
-    of the rounded lines (1,316.13 + 25.43), no tax, total = subtotal; a figure it returns is what
-    the document shows."""
+    """document_totals is the one place tax figures enter the document: an untaxed invoice (no
+    line carries a code, as one issued before tax) has subtotal = the sum of the rounded lines
+    (1,316.13 + 25.43), no tax, total = subtotal; a figure it returns is what the document shows."""
     s = f.fresh(session)
     inv = document.load_invoice(s, usd)
     assert document.document_totals(s, inv) == {"subtotal": Decimal("1341.56"), "taxes": [], "tax_total": Decimal("0.00"),
@@ -140,8 +140,8 @@ def test_i14_totals_come_from_one_function(store: Any, session: Session, usd: st
 
 def test_i14_a_tax_returned_by_the_totals_function_is_summarised(store: Any, session: Session, usd: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """When document_totals returns a tax (as it will once invoices carry tax), the tax summary
-    and the totals show it: 19 % of 1,341.56 = 254.8964 -> 254.90; total 1,596.46."""
+    """Whatever tax document_totals returns, the tax summary and the totals show it (the template
+    takes no figure from elsewhere): 19 % of 1,341.56 = 254.8964 -> 254.90; total 1,596.46."""
     def taxed(session: Session, invoice: Invoice) -> dict[str, Any]:
         return {"subtotal": Decimal("1341.56"), "tax_total": Decimal("254.90"), "total": Decimal("1596.46"),
                 "taxes": [{"name": "VAT", "rate": Decimal("0.19"), "base": Decimal("1341.56"), "amount": Decimal("254.90")}]}
@@ -151,6 +151,104 @@ def test_i14_a_tax_returned_by_the_totals_function_is_summarised(store: Any, ses
     assert re.search(r"<td>VAT</td><td class=\"n\">19%</td><td class=\"n\">\$1,341.56</td><td class=\"n\">\$254.90</td>", html)
     assert '<td class="n" id="tax-total">$254.90</td>' in html and '<td class="n" id="total-due">$1,596.46</td>' in html
     assert "No tax charged" not in html
+
+
+# ------------------------------------------------------------------------------ tax and credit notes (SPEC I4, I6, I14)
+
+
+def taxed_december(session: Session) -> Any:
+    """The customer is VAT20 (20 %); product B overrides it with REDUCED (5 %). December, monthly,
+    from Dec 1; subscription A: 10 x 10.00, B: 3 x 11.11, A's QRB allows a refund."""
+    from w365.billing.tax_codes import add_tax_rate
+    from w365.store.models import QRB
+
+    seller(session)
+    add_tax_rate(session, "VAT20", "20", date(2025, 1, 1), "VAT 20 %")
+    add_tax_rate(session, "REDUCED", "5", date(2025, 1, 1), "Reduced 5 %")
+    c = f.contract(session, f.customer(session, tax_code="VAT20", **BERLIN), start=date(2025, 12, 1), refunds_allowed=True)
+    a = f.subscription(session, c, name="A", quantity=10, price="10.00", qrb=QRB.ALLOWED)
+    b_product = f.product(session, sku="SKU-B")
+    b_product.tax_code = "REDUCED"
+    f.subscription(session, c, name="B", quantity=3, price="11.11", prod=b_product)
+    session.commit()
+    return a
+
+
+def test_i4_i14_pdf_of_an_invoice_with_two_tax_codes_shows_each_tax_and_the_totals(store: Any, session: Session) -> None:
+    """SPEC I4, I14: December billed Dec 1 by the engine:
+      A: 10 x 10.00 = 100.00 at VAT20 20 %   -> 20.00
+      B:  3 x 11.11 =  33.33 at REDUCED 5 %  ->  1.6665 -> 1.67 (half-up, once per line)
+      subtotal 133.33, tax 21.67, total 155.00.
+    The PDF shows each line's rate, code and tax, one summary row per code (name, rate, taxable
+    amount, tax) and the stored totals; document_totals returns exactly those Decimals."""
+    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
+
+    taxed_december(session)
+    [inv] = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine).invoices
+    assert inv.number == "INV-000001"
+    s = f.fresh(session)
+    assert document.document_totals(s, document.load_invoice(s, "INV-000001")) == {
+        "subtotal": Decimal("133.33"), "tax_total": Decimal("21.67"), "total": Decimal("155.00"),
+        "taxes": [{"name": "VAT 20 % (VAT20)", "rate": Decimal("0.2"), "base": Decimal("100.00"), "amount": Decimal("20.00")},
+                  {"name": "Reduced 5 % (REDUCED)", "rate": Decimal("0.05"), "base": Decimal("33.33"), "amount": Decimal("1.67")}]}
+    text = pdf_text(document.render_pdf(s, "INV-000001"))
+    assert "Invoice INV-000001" in text and "Credit note" not in text
+    assert "10 $10.00 20%\nVAT20 · $20.00\n$100.00" in text  # line A: quantity, unit price, tax, amount
+    assert "3 $11.11 5%\nREDUCED · $1.67\n$33.33" in text
+    assert "VAT 20 % (VAT20) 20% $100.00 $20.00" in text
+    assert "Reduced 5 % (REDUCED) 5% $33.33 $1.67" in text
+    assert "Subtotal $133.33\nTax $21.67\nTotal due $155.00" in text
+    assert "No tax charged" not in text
+
+
+def test_i6_i14_a_credit_notes_pdf_says_credit_note_and_names_the_invoice_it_corrects(store: Any, session: Session) -> None:
+    """SPEC I5, I6, I14: December billed Dec 1 on INV-000001 (above: 155.00); subscription A
+    cancelled with refund on Dec 10. The change-log run of Dec 11 issues CN-000001, correcting
+    INV-000001:
+      A reversed:      -100.00 at 20 % -> -20.00
+      A Dec 1-10:  100.00 x 10/31 = 32.258... -> 32.26 at 20 % -> 6.452 -> 6.45
+      subtotal -67.74, tax -13.55, total -81.29.
+    Its PDF is titled "Credit note CN-000001", names INV-000001, shows the tax and a total credit,
+    and asks for no payment (no due date, no "please pay")."""
+    from datetime import datetime, timezone
+
+    from w365.billing.changes import ChangeRequest, change_subscription
+    from w365.billing.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices
+
+    a = taxed_december(session)
+    generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
+    change_subscription(session, a.id, ChangeRequest(action="deactivate", apply_refund=True), now=datetime(2025, 12, 10, tzinfo=timezone.utc))
+    session.commit()
+    [cn] = generate_change_log_invoices("monthly", date(2025, 12, 11), engine=store.engine).invoices
+    assert (cn.number, cn.document) == ("CN-000001", "credit_note")
+    s = f.fresh(session)
+    totals = document.document_totals(s, document.load_invoice(s, "CN-000001"))
+    assert (totals["subtotal"], totals["tax_total"], totals["total"]) == (Decimal("-67.74"), Decimal("-13.55"), Decimal("-81.29"))
+    text = pdf_text(document.render_pdf(s, "CN-000001"))
+    assert "Credit note CN-000001\nCorrects invoice INV-000001" in text
+    assert "Credit note date Dec 11, 2025" in text and "Corrected invoice INV-000001" in text
+    assert "VAT 20 % (VAT20) 20% -$67.74 -$13.55" in text
+    assert "Subtotal -$67.74\nTax -$13.55\nTotal credit -$81.29" in text
+    assert "Due date" not in text and "Please pay" not in text and "Total due" not in text
+    assert "This credit note corrects invoice INV-000001. Please quote CN-000001" in text.replace("\n", " ")
+
+
+def test_i2_i14_an_exempt_customers_document_carries_the_reference(store: Any, session: Session) -> None:
+    """SPEC I2, I14: an exempt customer's lines carry no code: no Tax column, no summary row, the
+    document prints the exemption reference instead of "No tax charged"."""
+    from w365.billing.invoicing.dispatcher import generate_full_cycle_invoices
+    from w365.billing.tax_codes import add_tax_rate
+
+    seller(session)
+    add_tax_rate(session, "VAT20", "20", date(2025, 1, 1))
+    c = f.contract(session, f.customer(session, tax_code="VAT20", tax_exempt_reference="EXEMPT-CHARITY-42"), start=date(2025, 12, 1))
+    f.subscription(session, c, quantity=10, price="10.00")
+    session.commit()
+    [inv] = generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine).invoices
+    html = document.render_html(f.fresh(session), inv.number)
+    assert '<p id="tax-exempt">Tax exempt: EXEMPT-CHARITY-42</p>' in html
+    assert "No tax charged" not in html and '<th class="n">Tax</th>' not in html and 'class="taxes"' not in html
+    assert '<td class="n" id="tax-total">$0.00</td>' in html and '<td class="n" id="total-due">$100.00</td>' in html
 
 
 def test_i10_page_export_and_pdf_come_from_one_template(store: Any, session: Session, usd: str, tmp_path: Path,
@@ -316,8 +414,8 @@ def test_i17_migration_0005_adds_columns_only_and_downgrades(store: Any, tmp_pat
     """issue 16 (migration 0005): a store from the revision before, with a tenant, a customer and
     an issued invoice, is upgraded by adding columns only: every existing row keeps its values,
     the new address columns are empty, the tenant's locale is en_US, and the invoice renders with
-    the tenant's name as seller. The downgrade drops the columns and leaves the rows as they were;
-    upgrading again works."""
+    the tenant's name as seller (at the head). The downgrade drops the columns and leaves the rows
+    as they were; upgrading again works."""
     import os
 
     from alembic import command
@@ -369,10 +467,6 @@ def test_i17_migration_0005_adds_columns_only_and_downgrades(store: Any, tmp_pat
         assert [{k: r[k] for k in added_tenant} for r in after["tenant"]] == [{**dict.fromkeys(added_tenant), "locale": "en_US"}]
         assert [{k: v for k, v in r.items() if k not in added_customer} for r in after["customer"]] == before["customer"]
         assert all(r[k] is None for r in after["customer"] for k in added_customer)
-        with Store(store.backend, url, engine).session() as s:
-            html = document.render_html(s, "INV-000001")
-        assert "<address><strong>default</strong></address>" in html and '<td class="n amount">$60.00</td>' in html
-
         cfg = w365_store.alembic_config(url)
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
@@ -382,6 +476,10 @@ def test_i17_migration_0005_adds_columns_only_and_downgrades(store: Any, tmp_pat
             assert rows(conn) == before
         w365_store.upgrade(url)
         assert w365_store.current_revision(url) == w365_store.head_revision()
+        # Rendered at the head (the models are the head's: 0006 adds the invoice's tax columns).
+        with Store(store.backend, url, engine).session() as s:
+            html = document.render_html(s, "INV-000001")
+        assert "<address><strong>default</strong></address>" in html and '<td class="n amount">$60.00</td>' in html
     finally:
         engine.dispose()
         if store.is_postgres:

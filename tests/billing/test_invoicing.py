@@ -30,7 +30,7 @@ UTC = timezone.utc
 
 def _lines(session, number=None):
     f.fresh(session)
-    q = select(InvoiceLine).join(Invoice).order_by(Invoice.sequence, InvoiceLine.line_no)
+    q = select(InvoiceLine).join(Invoice).order_by(Invoice.id, InvoiceLine.line_no)
     if number:
         q = q.where(Invoice.number == number)
     return session.scalars(q).all()
@@ -38,7 +38,7 @@ def _lines(session, number=None):
 
 def _invoices(session):
     f.fresh(session)
-    return session.scalars(select(Invoice).order_by(Invoice.sequence)).all()
+    return session.scalars(select(Invoice).order_by(Invoice.id)).all()
 
 
 @pytest.mark.parametrize(

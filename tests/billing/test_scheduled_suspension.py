@@ -41,7 +41,7 @@ DEC15 = date(2025, 12, 15)
 def _lines(session):
     f.fresh(session)
     return [(l.kind.value, l.period_from, l.period_to, l.quantity, l.amount)
-            for l in session.scalars(select(InvoiceLine).join(Invoice).order_by(Invoice.sequence, InvoiceLine.line_no))]
+            for l in session.scalars(select(InvoiceLine).join(Invoice).order_by(Invoice.id, InvoiceLine.line_no))]
 
 
 def _clean(session):

@@ -37,7 +37,7 @@ def test_every_verb_has_help(capsys):
 def test_j1_jobs_list_json_is_the_catalogue(capsys):
     assert main(["jobs", "list", "--json"]) == 0
     jobs = json.loads(capsys.readouterr().out)
-    assert [j["dag_id"] for j in jobs] == [j.dag_id for j in catalogue.JOBS] and len(jobs) == 17
+    assert [j["dag_id"] for j in jobs] == [j.dag_id for j in catalogue.JOBS] and len(jobs) == 18
     for j in jobs:
         assert {"dag_id", "name", "description", "schedule", "timezone", "paused_at_creation"} <= set(j)
     monthly_cl = next(j for j in jobs if j["dag_id"] == "generate_change_log_invoice_monthly")
@@ -77,4 +77,4 @@ def test_errors_are_clear_exit_1_when_refused_2_when_the_argument_names_nothing(
 
 def test_python_dash_m_w365_works():
     out = subprocess.run([sys.executable, "-m", "w365", "jobs", "list", "--json"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0 and len(json.loads(out.stdout)) == 17
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 18

@@ -1,6 +1,7 @@
 """Initial data load (issue 2): all or nothing, every bad row reported by file, row and reason."""
 
 import shutil
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,49 @@ def test_i17_customers_csv_carries_the_bill_to_address(store, session, tmp_path)
     assert [str(e) for e in exc.value.errors] == [
         "customers.csv, row 3: billing_country 'Norway' is not an ISO 3166 two-letter country code (e.g. US, DE, GB, JP)"]
     assert session.scalar(select(func.count()).select_from(Customer).where(Customer.name == "Adatum")) == 0
+
+
+def test_i9_tax_codes_and_the_tax_code_columns_load(store, session):
+    """SPEC I1, I2, I9: tax_codes.csv gives codes and rates; customers and products name them;
+    an exemption reference is kept."""
+    import_folder(session, EXAMPLE, now=NOW)
+    session.commit()
+    from w365.billing.tax_codes import list_tax_rates
+    from w365.store.models import Product
+
+    assert [(r["code"], r["name"], r["rate"], r["effective_from"].isoformat()) for r in list_tax_rates(session)] == [
+        ("US-WA", "Washington State sales tax", Decimal("6.5"), "2024-01-01"),
+        ("VAT20", "UK VAT standard rate", Decimal("20"), "2024-01-01"),
+        ("ZERO", "Zero-rated", Decimal("0"), "2024-01-01"),
+    ]
+    assert [(c.name, c.tax_code, c.tax_exempt_reference) for c in session.scalars(select(Customer).order_by(Customer.name))] == [
+        ("Fabrikam", "US-WA", None), ("Northwind Traders", "US-WA", "WA-RESELLER-PERMIT-0042")]
+    assert {p.sku: p.tax_code for p in session.scalars(select(Product))} == {
+        "CFQ7TTC0LH18": None, "CFQ7TTC0LFLZ": None, "DZH318Z0BPS6": "ZERO"}
+
+
+@pytest.mark.parametrize("row, reason", [
+    ("VAT25,Too much,120,2025-01-01", "rate 120 is above the maximum of 100"),
+    ("vat 20,Spaces,20,2025-01-01",
+     "code 'vat 20' is not a tax code (letters A-Z, digits, _ and -, starting with a letter (upper-cased), at most 24 characters)"),
+    ("VAT20,Again,21,2024-01-01",
+     "tax code VAT20: a rate effective 2024-01-01 exists already (20 %); rates are never edited: add one with a later effective date"),
+])
+def test_i9_a_bad_tax_codes_row_is_one_clear_error_line_and_nothing_is_written(store, session, tmp_path, row, reason):
+    """SPEC I9: a bad row of tax_codes.csv is one error naming file, row and what is wrong; a
+    customer naming a refused code is told so; nothing is written."""
+    folder = tmp_path / "bad"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "tax_codes.csv").write_text((folder / "tax_codes.csv").read_text() + row + "\n")
+    customers = (folder / "customers.csv").read_text() + "Contoso,,,,NOPE,,,,,,,,\n"  # 13 columns: tax_code is the 5th
+    (folder / "customers.csv").write_text(customers)
+    with pytest.raises(ImportFailed) as exc:
+        import_folder(session, folder, now=NOW)
+    session.rollback()
+    errors = [str(e) for e in exc.value.errors]
+    assert len(errors) == 2
+    assert errors[0] == f"tax_codes.csv, row 5: {reason}"
+    assert errors[1] == "customers.csv, row 4: unknown tax_code 'NOPE'"
+    from w365.store.models import TaxCode
+
+    assert session.scalar(select(func.count()).select_from(TaxCode)) == 0

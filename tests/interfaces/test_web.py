@@ -856,3 +856,35 @@ def test_future_run_guard_replays_the_body_it_read() -> None:
     assert call("/api/v2/dags/other_dag/dagRuns", {"logical_date": "2030-01-01T00:00:00Z"}) == 200
     assert call(f"/api/v2/dags/{DAG}/dagRuns/list", {"logical_date": "2030-01-01T00:00:00Z"}) == 200
     assert call(f"/api/v2/dags/{DAG}/dagRuns", {"logical_date": "2030-01-01T00:00:00Z"}, method="GET") == 200
+
+
+def test_i4_i6_a_credit_note_page_shows_its_tax_and_the_invoice_it_corrects(client: Any, airflow: dict[str, Any], store: Any) -> None:
+    """SPEC I4, I6, I14: December (INV-000001, 100.00 + VAT 20.00) cancelled with refund on Dec 10:
+    CN-000001 corrects it: subtotal -67.74, tax -13.55, total -81.29."""
+    from datetime import date, datetime, timezone
+
+    import factories as f
+    from w365.billing.changes import ChangeRequest, change_subscription
+    from w365.billing.invoicing.dispatcher import generate_change_log_invoices, generate_full_cycle_invoices
+    from w365.billing.tax_codes import add_tax_rate
+    from w365.store.models import QRB
+
+    with store.session() as s:
+        add_tax_rate(s, "VAT20", "20", date(2025, 1, 1))
+        c = f.contract(s, f.customer(s, tax_code="VAT20"), start=date(2025, 12, 1), refunds_allowed=True)
+        sub = f.subscription(s, c, quantity=10, price="10.00", qrb=QRB.ALLOWED)
+        s.commit()
+        generate_full_cycle_invoices("monthly", date(2025, 12, 1), engine=store.engine)
+        change_subscription(s, sub.id, ChangeRequest(action="deactivate", apply_refund=True), now=datetime(2025, 12, 10, tzinfo=timezone.utc))
+        s.commit()
+    generate_change_log_invoices("monthly", date(2025, 12, 11), engine=store.engine)
+    as_cookie(client, airflow, "viewer")
+    page = client.get("/w365/invoices/CN-000001").text
+    assert "<h1>Credit note CN-000001</h1>" in page
+    assert '<dt>Corrects</dt><dd><a href="/w365/invoices/INV-000001">INV-000001</a></dd>' in page
+    assert '<strong id="total">-81.29 USD</strong>' in page
+    # The document (SPEC I10, I14): titled and naming the invoice it corrects, tax per code, totals.
+    assert '<div class="corrects" id="corrects">Corrects invoice INV-000001</div>' in page
+    assert '<tr><td>VAT20</td><td class="n">20%</td><td class="n">-$67.74</td><td class="n">-$13.55</td></tr>' in page
+    assert '<td class="n" id="subtotal">-$67.74</td>' in page and '<td class="n" id="tax-total">-$13.55</td>' in page
+    assert '<td class="n" id="total-due">-$81.29</td>' in page

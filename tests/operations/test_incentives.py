@@ -89,3 +89,20 @@ def test_j1_bad_commission_rate_is_refused(store):
     with pytest.raises(W365Error):
         jobs.run("add_incentive_plan", "2026-02-01", commission_rate="lots")
     assert plans(store) == {}
+
+
+def test_i4_j1_revenue_is_before_tax(store):
+    """SPEC I4, J1: the tax on an invoice is not revenue: 10 x 10.00 = 100.00 + VAT 20.00 is
+    invoiced 120.00; revenue 100.00, cost 80.00, margin 20.00, commission 5 % = 1.00."""
+    from w365.billing.tax_codes import add_tax_rate
+
+    with store.session() as s:
+        add_tax_rate(s, "VAT20", "20", date(2025, 1, 1))
+        c = f.contract(s, f.customer(s, "Fabrikam", salesperson="Avery", tax_code="VAT20"), start=date(2026, 1, 1), number="BC-T")
+        f.subscription(s, c, quantity=10, price="10.00", cost="8.00", now=T0)
+        s.commit()
+    [inv] = generate_full_cycle_invoices("monthly", date(2026, 1, 1)).invoices
+    assert (inv.total, inv.tax_total) == ("120.00", "20.00")
+    jobs.run("add_incentive_plan", "2026-02-01")
+    jan = (date(2026, 1, 1), date(2026, 1, 31))
+    assert plans(store) == {("Avery", "USD"): (*jan, Decimal("100.00"), Decimal("80.00"), Decimal("20.00"), Decimal("0.05"), Decimal("1.00"), 1)}

@@ -1,4 +1,4 @@
-"""`w365 run DAG_ID --as-of DATE` runs every catalogue job without Airflow (SPEC J1, J6): all 17,
+"""`w365 run DAG_ID --as-of DATE` runs every catalogue job without Airflow (SPEC J1, J6): all 18,
 on a demo tenant, with the external systems configured the way ops would (Connections in the
 environment: a local Partner Center, a file-drop folder, a price list, an accounting file).
 A second round for the same date changes nothing."""
@@ -74,7 +74,7 @@ def table_counts(store):
 
 def test_j1_every_catalogue_job_runs_from_the_cli_and_reruns_change_nothing(store, pc, tmp_path, monkeypatch, capsys):
     configure(store, pc, tmp_path, monkeypatch)
-    assert len(catalogue.JOBS) == 17
+    assert len(catalogue.JOBS) == 18
     with store.session() as s:  # one seat more at the manual distributor: a change for people to provision
         manual = s.scalar(select(Subscription).join(Provider, Provider.id == Subscription.provider_id)
                           .where(Provider.kind == ProviderKind.MANUAL, Subscription.status == "active").order_by(Subscription.id))
@@ -104,6 +104,8 @@ def test_j1_every_catalogue_job_runs_from_the_cli_and_reruns_change_nothing(stor
     assert first["update_metrics_on_billing_contract"]["contracts"] > 0
     assert first["update_pricing_on_product_price"]["inserted"] == 1
     assert first["update_payment_status"]["records"] == 1
+    # I20, I27: every invoice issued on the date exported once to the file drop (no w365_smtp: e-mail not configured)
+    assert first["send_invoices"]["accounting"]["sent"] and first["send_invoices"]["email"]["status"].startswith("not configured")
     renewals = first["auto_renew_billing_contract"]  # SPEC B2, C2: every ended term renewed or expired
     assert sorted(r["contract"] for r in renewals["renewed"]) == sorted(n for n, auto in ended if auto)
     assert sorted(r["contract"] for r in renewals["expired"]) == sorted(n for n, auto in ended if not auto)

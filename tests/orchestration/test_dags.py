@@ -47,11 +47,11 @@ def crons_of(timetable: Any) -> tuple[list[str], str]:
 # ------------------------------------------------------------------------------------ SPEC J1
 
 
-def test_dagbag_has_the_17_catalogue_dags_and_no_import_errors(dagbag: Any) -> None:
+def test_dagbag_has_the_18_catalogue_dags_and_no_import_errors(dagbag: Any) -> None:
     """SPEC J1: one DAG per catalogue job (the 16 of J1 plus Scheduled Update), one per file."""
     assert dagbag.import_errors == {}
     assert sorted(dagbag.dag_ids) == sorted(j.dag_id for j in catalogue.JOBS)
-    assert len(dagbag.dags) == 17
+    assert len(dagbag.dags) == 18
     files = sorted(p.name for p in DAGS.glob("*.py"))
     assert files == sorted(f"{j.dag_id}.py" for j in catalogue.JOBS)
     for stat in dagbag.dagbag_stats:
@@ -76,7 +76,7 @@ def test_each_dag_takes_its_settings_from_the_catalogue(dagbag: Any) -> None:
         assert str(dag.timezone.name) == LA
         assert dag.start_date == pendulum.datetime(2024, 1, 1, tz=LA)
     paused = [j.name for j in catalogue.JOBS if dagbag.dags[j.dag_id].is_paused_upon_creation]
-    assert paused == ["Generate Change Log Invoice - Monthly Contracts"]
+    assert paused == ["Generate Change Log Invoice - Monthly Contracts", "Send Invoices"]  # I20: optional, like the monthly change log
 
 
 def test_scheduled_update_uses_a_multiple_cron_timetable(dagbag: Any) -> None:
@@ -360,7 +360,7 @@ def test_parsing_imports_no_billing_code(tenant_tz: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip().splitlines()[-1] == "17 []"
+    assert out.stdout.strip().splitlines()[-1] == "18 []"
 
 
 def test_dags_report_lists_every_file_quickly(airflow_db: str, tenant_tz: str) -> None:

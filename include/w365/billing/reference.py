@@ -119,7 +119,7 @@ def rate_conflict(session: Session, source: str, target: str, rate: Decimal, eff
     )
     if later is not None:
         q = q.where(il.billing_period_from < later)
-    rows = [r for r in session.execute(q.order_by(il.billing_period_from, inv.sequence, il.line_no)).all() if r[4] is not None and r[4] != rate]
+    rows = [r for r in session.execute(q.order_by(il.billing_period_from, inv.id, il.line_no)).all() if r[4] is not None and r[4] != rate]
     if not rows:
         return None
     number, contract, first, last, used = rows[0]

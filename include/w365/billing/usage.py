@@ -220,7 +220,7 @@ def _bill_batch(engine: Engine, ids: list[int], period: Period, totals: dict[tup
                 continue
             bundles[cid] = ContractBundle(row)
             plans[cid] = Plan([inv], next_invoice_date=row.next_invoice_date, billed_from=row.billed_from)
-        summaries: list[InvoiceSummary] = write_plans(s, bundles, plans, as_of=as_of, job=JOB_FINAL)
+        summaries: list[InvoiceSummary] = write_plans(s, bundles, plans, as_of=as_of, job=JOB_FINAL, problems=problems)
         record_exceptions(s, JOB_FINAL, as_of, "billing_contract", problems, cleared=ok)
     for key, reason in problems.items():
         log.warning("%s: contract %s: usage not invoiced: %s", JOB_FINAL, key, reason)

@@ -262,6 +262,22 @@ def text(value: str, what: str, max_length: int) -> str:
     return value
 
 
+_ADDRESS = re.compile(r"[^@\s,;<>\"]+@[^@\s,;<>\".]+(?:\.[^@\s,;<>\".]+)+")
+
+
+def email_addresses(value: str, what: str) -> list[str]:
+    """One or more e-mail addresses separated by commas or semicolons (a billing e-mail, I21):
+    each ``local@domain.tld`` without spaces, quotes or angle brackets, so none can smuggle a
+    header or a second recipient into a message."""
+    found = [a.strip() for a in re.split(r"[,;]", value) if a.strip()]
+    if not found:
+        raise BadValue(what, "has no e-mail address")
+    for a in found:
+        if not _ADDRESS.fullmatch(a):
+            raise BadValue(what, f"{show(a)} is not an e-mail address (name@example.com)")
+    return found
+
+
 def column_length(column: Any) -> int:
     """The length of a ``String(n)`` model column, e.g. ``column_length(Customer.name)``."""
     length = getattr(getattr(column, "type", None), "length", None)

@@ -123,6 +123,14 @@ class InvoiceKind(Word):
     USAGE = "usage"
 
 
+class DocumentType(Word):
+    """What an issued document is (SPEC I6): an invoice, or a credit note (a document whose total
+    is negative), each with its own gapless number series."""
+
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
 class InvoiceLineKind(Word):
     RECURRING = "recurring"  # first billing of a subscription's days in a period
     ADJUSTMENT = "adjustment"  # a delta (charge or credit) for days billed before
@@ -143,3 +151,20 @@ class UsageKind(Word):
 
 # --------------------------------------------------------------------------------------------
 # Tenant and reference data
+
+
+class DeliveryChannel(Word):
+    """Where an issued invoice goes out (issue 16, I20-I29): the customer's billing e-mail, and
+    the accounting system (REST or file drop)."""
+
+    EMAIL = "email"
+    ACCOUNTING = "accounting"
+
+
+class DeliveryStatus(Word):
+    """A delivery record's state (I22). ``sending`` is committed before the message leaves, so a
+    crash after the SMTP server accepted it is seen by the next run, which does not send again."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"

@@ -15,7 +15,8 @@ Sources (adapters), chosen by ``path`` (a job param) or the Connection ``w365_ac
   ``paid_on`` (``paidOn``). Base URL and credentials from the Connection (password = bearer
   token, or ``extra.token_url`` for OAuth2 client credentials), with the same timeout, retries and
   ``Retry-After`` handling as the provider client. Put a thin shim in front of an accounting
-  package whose API has another shape.
+  package whose API has another shape. This is the same system, client and connection that the
+  Send Invoices job exports invoices to (``w365.integrations.accounting.RestAccounting``).
 
 Rules: ``status`` is paid, partially_paid (also "partially paid", "partial") or unpaid; when it is
 missing it follows the amount (0 unpaid, less than the total partially paid, else paid). A paid
@@ -45,7 +46,7 @@ from w365.core import limits
 from w365.connections import ACCOUNTING, ConnectionInfo, get_connection
 from w365.store.models import Invoice, PaymentStatus
 from w365.errors import W365Error
-from w365.integrations.http import HttpError, JsonHttpClient, client_from_connection
+from w365.integrations.accounting import RestAccounting
 from w365.store.job_report import replace_exceptions
 from w365.core.money import D, MoneyError, check_places, minor_units, round_money
 
@@ -104,21 +105,19 @@ class FilePaymentSource(PaymentSource):
 
 
 class RestPaymentSource(PaymentSource):
+    """The payments feed of the REST accounting system the invoices are exported to (issue 16,
+    I28): ``RestAccounting.payment_records``, one client for both directions."""
+
     name = "rest"
 
-    def __init__(self, http: JsonHttpClient, path: str = "/payments"):
-        self.http = http
-        self.path = path
+    def __init__(self, system: RestAccounting):
+        self.system = system
 
     def records(self, as_of: date) -> Iterator[tuple[str, Any]]:
-        try:
-            for n, item in enumerate(self.http.paged(self.path, params={"as_of": as_of.isoformat()}), start=1):
-                yield f"item {n}", item
-        except HttpError as exc:
-            raise W365Error(f"accounting system: {exc}") from None
+        return self.system.payment_records(as_of)
 
     def close(self) -> None:
-        self.http.close()
+        self.system.close()
 
 
 def source_for(path: str | None = None, conn: ConnectionInfo | None = None, **http_kwargs: Any) -> PaymentSource:
@@ -130,7 +129,7 @@ def source_for(path: str | None = None, conn: ConnectionInfo | None = None, **ht
         if not folder:
             raise W365Error(f"connection {conn.conn_id!r} names no file (extra.path)")
         return FilePaymentSource(folder)
-    return RestPaymentSource(client_from_connection(conn, **http_kwargs), str(conn.extra.get("payments_path") or "/payments"))
+    return RestPaymentSource(RestAccounting.from_connection(conn, **http_kwargs))
 
 
 def _field(raw: dict[str, Any], name: str) -> Any:

@@ -23,7 +23,17 @@ from w365.core import limits
 from w365.core.calendar import BillingIntervalDetail
 from w365.core.money import MoneyError, check_currency
 from w365.errors import UsageError, W365Error
-from w365.store.import_rows import ContractRow, CustomerRow, PriceRow, ProductRow, ProviderRow, RateRow, SubscriptionRow, parse
+from w365.store.import_rows import (
+    ContractRow,
+    CustomerRow,
+    PriceRow,
+    ProductRow,
+    ProviderRow,
+    RateRow,
+    SubscriptionRow,
+    TaxCodeRow,
+    parse,
+)
 from w365.store.csv_rows import (
     BILLING_ADDRESS,
     FILES,
@@ -43,6 +53,7 @@ from w365.store.models import (
     ProductPrice,
     Provider,
     Subscription,
+    TaxCode,
     UnitMapping,
 )
 
@@ -103,11 +114,12 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
     customers = {c.name: c for c in session.scalars(select(Customer))}
     products = {p.sku: p for p in session.scalars(select(Product))}
     contracts = {c.number: c for c in session.scalars(select(BillingContract))}
+    tax_codes = set(session.scalars(select(TaxCode.code)))
 
     # Rows refused in this load, by file and key: a later row that refers to one is told so,
     # rather than that the key is unknown.
     refused: dict[str, dict[str, int]] = {}
-    keys = {"providers.csv": "name", "customers.csv": "name", "products.csv": "sku", "contracts.csv": "number"}
+    keys = {"tax_codes.csv": "code", "providers.csv": "name", "customers.csv": "name", "products.csv": "sku", "contracts.csv": "number"}
 
     def each(name: str, fn: Callable[[dict[str, str]], None]) -> None:
         rows = data.get(name, [])
@@ -145,11 +157,25 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         session.flush()
         providers[row.name] = p
 
+    def tax_row(rec: dict[str, str]) -> None:
+        # The rules of `w365 tax add` (w365.billing.tax_codes), each problem named by its column.
+        from w365.billing.tax_codes import add_tax_rate
+
+        row = parse(TaxCodeRow, rec)
+        add_tax_rate(session, row.code, row.rate, row.effective_from, row.name)
+        tax_codes.add(row.code)
+
+    def known_tax_code(code: str | None) -> str | None:
+        if code is not None and code not in tax_codes:
+            raise unknown("tax_code", "tax_codes.csv", code)
+        return code
+
     def customer_row(rec: dict[str, str]) -> None:
         row = parse(CustomerRow, rec)
         if row.name in customers:
             raise BadField(f"customer {row.name!r} exists already")
-        c = Customer(name=row.name, email=row.email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id, created_at=now,
+        c = Customer(name=row.name, email=row.email, billing_email=row.billing_email, salesperson=row.salesperson, provider_tenant_id=row.provider_tenant_id,
+                     tax_code=known_tax_code(row.tax_code), tax_exempt_reference=row.tax_exempt_reference, created_at=now,
                      **{col: getattr(row, col) for col in BILLING_ADDRESS})
         session.add(c)
         session.flush()
@@ -164,6 +190,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         p = Product(
             sku=row.sku, name=row.name, kind=row.kind, provider_id=providers[row.provider].id if row.provider else None,
             offer_id=row.offer_id, default_qrb=row.qrb, default_qrw_days=row.qrw_days if row.qrw_days is not None else 7,
+            tax_code=known_tax_code(row.tax_code),
         )
         session.add(p)
         session.flush()
@@ -260,6 +287,7 @@ def import_folder(session: Session, folder: Path, *, now: datetime) -> dict[str,
         except ValueError:
             return (0, row[0])
 
+    each("tax_codes.csv", tax_row)
     each("providers.csv", provider_row)
     each("customers.csv", customer_row)
     each("products.csv", product_row)

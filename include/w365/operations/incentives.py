@@ -79,7 +79,7 @@ def compute_plans(session: Session, first: date, last: date) -> tuple[dict[tuple
     months = {code: m for code, m in session.execute(select(UnitMapping.code, UnitMapping.months))}
     inv, c, cu = Invoice, BillingContract, Customer
     invoices = session.execute(
-        select(inv.id, inv.number, inv.currency, inv.total, c.salesperson, cu.salesperson, c.frequency)
+        select(inv.id, inv.number, inv.currency, inv.total, inv.tax_total, c.salesperson, cu.salesperson, c.frequency)
         .join(c, c.id == inv.contract_id)
         .join(cu, cu.id == inv.customer_id)
         .where(inv.issue_date >= first, inv.issue_date <= last)
@@ -88,13 +88,13 @@ def compute_plans(session: Session, first: date, last: date) -> tuple[dict[tuple
     plans: dict[tuple[str, str], dict[str, Any]] = {}
     unassigned: dict[str, str] = {}
     owner: dict[int, tuple[str, str, int | None]] = {}
-    for iid, number, currency, total, c_sp, cu_sp, freq in invoices:
+    for iid, number, currency, total, tax_total, c_sp, cu_sp, freq in invoices:
         person = (c_sp or cu_sp or "").strip()
         if not person:
             unassigned[number] = "no salesperson on its billing contract or customer: not counted in any incentive plan"
             continue
         plan = plans.setdefault((person, currency), {"revenue": Decimal(0), "cost": Fraction(0), "invoices": 0})
-        plan["revenue"] += total
+        plan["revenue"] += total - tax_total  # revenue is before tax (SPEC I4): the tax is not the CSP's
         plan["invoices"] += 1
         owner[iid] = (person, currency, months.get(freq))
     ids = list(owner)

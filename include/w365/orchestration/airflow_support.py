@@ -72,7 +72,7 @@ PUBLISHES: dict[str, list[Asset]] = {
 READS: dict[str, list[Asset]] = {
     "update_metrics_on_billing_contract": [SUBSCRIPTIONS, USAGE],
     "azure_threshold_violation_alert": [DAILY_USAGE],
-    "add_incentive_plan": [INVOICES],
+    "add_incentive_plan": [INVOICES], "send_invoices": [INVOICES],
     "update_payment_status": [INVOICES],
 }
 # Fresh data re-runs these (idempotent) jobs as well as their cron: a late sync still updates
@@ -353,14 +353,14 @@ def fail_on_skipped(dag_id: str, reports: list[dict[str, Any]]) -> None:
     )
 
 
-def run_job(dag_id: str) -> dict[str, Any]:
-    """The one task of most catalogue DAGs: ``w365.orchestration.jobs.run(dag_id, as_of, **params)``."""
+def run_job(dag_id: str, **fixed: Any) -> dict[str, Any]:
+    """The one task of most catalogue DAGs: ``jobs.run(dag_id, as_of, **params)``; ``fixed`` params win (a task's part)."""
     from w365.orchestration import jobs
 
     context = get_current_context()
     check_run(context)
     as_of = as_of_from(context)
-    result = compact(jobs.run(dag_id, as_of, **job_params(dag_id, context)))
+    result = compact(jobs.run(dag_id, as_of, **{**job_params(dag_id, context), **fixed}))
     if catalogue.get(dag_id).kind in catalogue.INVOICING_KINDS and not result.get("dry_run"):
         fail_on_skipped(dag_id, [result])
     return result

@@ -49,6 +49,7 @@ class JobKind(StrEnum):
     UPDATE_METRICS_ON_BILLING_CONTRACT = "update_metrics_on_billing_contract"
     UPDATE_PAYMENT_STATUS = "update_payment_status"
     UPDATE_PRICING_ON_PRODUCT_PRICE = "update_pricing_on_product_price"
+    SEND_INVOICES = "send_invoices"
 
 
 INVOICING_KINDS = (JobKind.FULL_CYCLE_INVOICE, JobKind.CHANGE_LOG_INVOICE)
@@ -279,6 +280,25 @@ JOBS: tuple[Job, ...] = (
         writes="Updated subscriptions, one license change log per merged change; archived or "
         "Merge Failed (with the reason) scheduled changes.",
         rerun="Safe. A merged change is archived and is never applied twice.",
+    ),
+    # Last: it sends what the jobs above invoiced (I20).
+    Job(
+        dag_id="send_invoices",
+        name="Send Invoices",
+        description="E-mails each new invoice as a PDF to the customer's billing address and exports it to the Accounting System",
+        schedule="0 1 * * *",
+        recommended="Daily, after the invoicing jobs",
+        tags=(TAG_INVOICING, TAG_SYNC),
+        kind=JobKind.SEND_INVOICES,
+        reads="Invoices issued in the last lookback_days days up to the run date that have not been delivered "
+        "(e-mail and accounting export, each on its own), the customers' billing e-mail addresses.",
+        writes="One delivery record per invoice and channel (status, attempts, last error, sent at, message id); "
+        "invoices without a billing e-mail and failed sends to the job's exception list. Never changes an invoice.",
+        rerun="Safe. An invoice is e-mailed at most once (a resend is explicit: w365 invoice send N --resend) and "
+        "exported once by invoice number; a rerun sends only what failed before.",
+        paused_at_creation=True,
+        calls_provider=True,
+        params={"lookback_days": 30},
     ),
 )
 

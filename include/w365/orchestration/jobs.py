@@ -239,6 +239,50 @@ def update_payment_status(as_of: AsOf, path: str | None = None) -> dict[str, Any
     return _finish({"job": JOB, "as_of": run_date.isoformat(), **result.to_dict()}, "updated")
 
 
+def send_invoices(as_of: AsOf, lookback_days: int | str = 30, channel: str = "all") -> dict[str, Any]:
+    """Send Invoices (issue 16, I20-I29): e-mail and accounting export of the invoices issued in
+    the last ``lookback_days`` days; ``channel`` email, accounting or all (the DAG runs each in its
+    own task). A channel whose connection is not defined is reported as not configured."""
+    from w365.connections import ConnectionNotFound
+    from w365.integrations import delivery
+    from w365.integrations.accounting import accounting_for
+    from w365.integrations.mail import Mailer
+    from w365.store.models import DeliveryChannel
+    from w365.store.session import session_scope
+
+    run_date, days, now = as_of_date(as_of), int(lookback_days), _audit_now()
+    report: dict[str, Any] = {"job": delivery.JOB, "as_of": run_date.isoformat()}
+    failed: dict[str, str] = {}
+    if channel in ("all", "email"):
+        try:
+            mailer = Mailer.from_connection()
+        except ConnectionNotFound as exc:
+            report["email"] = {"status": f"not configured: {exc}"}
+        else:
+            sent = delivery.deliver_pending(session_scope, DeliveryChannel.EMAIL,
+                                            lambda n: delivery.email_invoice(session_scope, mailer, n, now=now), run_date, days)
+            report["email"] = _cap(sent.to_dict(), "sent", "problems", "failed")
+            failed.update({f"e-mail {k}": v for k, v in sent.failed.items()})
+    if channel in ("all", "accounting"):
+        try:
+            system = accounting_for()
+        except ConnectionNotFound as exc:
+            report["accounting"] = {"status": f"not configured: {exc}"}
+        else:
+            try:
+                exported = delivery.deliver_pending(session_scope, DeliveryChannel.ACCOUNTING,
+                                                    lambda n: delivery.export_invoice(session_scope, system, n, now=now), run_date, days)
+            finally:
+                system.close()
+            report["accounting"] = _cap(exported.to_dict(), "sent", "problems", "failed")
+            failed.update({f"export {k}": v for k, v in exported.failed.items()})
+    if failed:  # after everything else was sent and recorded; the next run (or a cleared task) retries
+        items = list(failed.items())
+        raise JobFailed(f"{delivery.JOB} as of {run_date}: {len(items)} delivery(ies) failed (" + "; ".join(f"{k}: {v}" for k, v in items[:20])
+                        + "). The rest was sent and recorded (reasons also in job_exception); the failed ones stay pending for the next run.")
+    return report
+
+
 def update_pricing_on_product_price(as_of: AsOf, path: str | None = None) -> dict[str, Any]:
     """Update Pricing on Product Price from the price list (param ``path`` or connection w365_price_list)."""
     from w365.store.session import session_scope
@@ -317,6 +361,14 @@ def _short_text(value: Any, what: str) -> str:
     return limits.text(str(value), what, 4096)
 
 
+def _channel(value: Any, what: str) -> str:
+    from w365.core import limits
+
+    if str(value).strip() not in ("all", "email", "accounting"):
+        raise limits.BadValue(what, f"{limits.show(value)} is not all, email or accounting")
+    return str(value).strip()
+
+
 def _param_checks() -> dict[str, Callable[[Any, str], Any]]:
     """How each job param given as text (``w365 run --param KEY=VALUE``) is checked and read."""
     from w365.core import limits
@@ -324,7 +376,8 @@ def _param_checks() -> dict[str, Callable[[Any, str], Any]]:
     return {
         "advance_days": limits.advance_days, "dry_run": limits.flag, "bill": limits.flag, "contract": _contract_numbers,
         "day": limits.day, "month": lambda v, w: limits.month(v, w).isoformat()[:7], "commission_rate": _commission_rate,
-        "notifier": _short_text, "path": _short_text,
+        "notifier": _short_text, "path": _short_text, "lookback_days": limits.advance_days,
+        "channel": _channel,
     }
 
 
@@ -384,4 +437,5 @@ ENTRY_POINTS: dict[catalogue.JobKind, Callable[..., dict[str, Any]]] = {
     catalogue.JobKind.AUTO_RENEW_BILLING_CONTRACT: auto_renew_billing_contract,
     catalogue.JobKind.UPDATE_METRICS_ON_BILLING_CONTRACT: update_metrics_on_billing_contract,
     catalogue.JobKind.ADD_INCENTIVE_PLAN: add_incentive_plan,
+    catalogue.JobKind.SEND_INVOICES: send_invoices,
 }

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 from w365.core import limits
 from w365.core.money import MoneyError, check_currency
-from w365.store.models import BillingContract, Customer, Product, ProductPrice, Provider, Subscription
+from w365.store.models import BillingContract, Customer, Product, ProductPrice, Provider, Subscription, TaxCode
 
 # customers.csv's bill-to address (issue 16, SPEC I17): the customer columns of the same names.
 BILLING_ADDRESS = ("billing_address_line1", "billing_address_line2", "billing_city", "billing_postal_code", "billing_region",
@@ -25,8 +25,10 @@ BILLING_ADDRESS = ("billing_address_line1", "billing_address_line2", "billing_ci
 # file -> (required columns, optional columns); loaded in this order.
 FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "providers.csv": (("name", "kind"), ("connection_id", "alert_email")),
-    "customers.csv": (("name",), ("email", "salesperson", "provider_tenant_id") + BILLING_ADDRESS),
-    "products.csv": (("sku", "name", "kind"), ("provider", "offer_id", "qrb", "qrw_days")),
+    "tax_codes.csv": (("code", "rate", "effective_from"), ("name",)),
+    "customers.csv": (("name",), ("email", "salesperson", "provider_tenant_id", "tax_code", "tax_exempt_reference") + BILLING_ADDRESS
+                      + ("billing_email",)),
+    "products.csv": (("sku", "name", "kind"), ("provider", "offer_id", "qrb", "qrw_days", "tax_code")),
     "prices.csv": (("sku", "sales_unit", "currency", "cost_price", "selling_price", "effective_from"), ("price_list",)),
     "exchange_rates.csv": (("from_currency", "to_currency", "rate", "effective_from"), ()),
     "contracts.csv": (
@@ -45,8 +47,9 @@ FILES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 _L = limits.column_length
 TEXT_LENGTHS: dict[str, dict[str, int]] = {
     "providers.csv": {"name": _L(Provider.name), "connection_id": _L(Provider.connection_id), "alert_email": _L(Provider.alert_email)},
-    "customers.csv": {"name": _L(Customer.name), "email": _L(Customer.email), "salesperson": _L(Customer.salesperson),
-                      "provider_tenant_id": _L(Customer.provider_tenant_id),
+    "tax_codes.csv": {"name": _L(TaxCode.name)},
+    "customers.csv": {"name": _L(Customer.name), "email": _L(Customer.email), "billing_email": _L(Customer.billing_email), "salesperson": _L(Customer.salesperson),
+                      "provider_tenant_id": _L(Customer.provider_tenant_id), "tax_exempt_reference": _L(Customer.tax_exempt_reference),
                       # billing_country: its rule (two letters of ISO 3166) says more than "at most 2 characters".
                       **{col: _L(getattr(Customer, col)) for col in BILLING_ADDRESS if col != "billing_country"}},
     "products.csv": {"sku": _L(Product.sku), "name": _L(Product.name), "provider": _L(Provider.name), "offer_id": _L(Product.offer_id)},

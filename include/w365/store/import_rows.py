@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from w365.core import limits
 from w365.core.local_format import check_country
+from w365.core.tax import check_code, check_rate
 from w365.core.vocabulary import QRB, ChangeBilling, ProductKind, ProviderKind
 from w365.store.csv_rows import BadField, bounded, field_bool, field_currency, field_date, field_enum, field_price, optional, required
 
@@ -95,11 +96,28 @@ class ProviderRow(_Row):
     alert_email: OptText
 
 
+class TaxCodeRow(_Row):
+    """tax_codes.csv: one rate of a code from a day on (SPEC I1, I9)."""
+
+    code: Annotated[str, _bounded(check_code, needed=True)]
+    rate: Annotated[Decimal, _bounded(check_rate, needed=True)]
+    effective_from: Day
+    name: OptText
+
+
+OptTaxCode = Annotated[str | None, _bounded(check_code), Field(default=None, validate_default=True)]
+
+
 class CustomerRow(_Row):
     name: Text
     email: OptText
+    # I21: where invoices are e-mailed; one or more addresses, each checked.
+    billing_email: Annotated[str | None, _bounded(lambda v, col: ", ".join(limits.email_addresses(v, col))),
+                             Field(default=None, validate_default=True)]
     salesperson: OptText
     provider_tenant_id: OptText
+    tax_code: OptTaxCode
+    tax_exempt_reference: OptText
     # The bill-to address of the invoice document (issue 16, SPEC I17); all optional.
     billing_address_line1: OptText
     billing_address_line2: OptText
@@ -117,6 +135,7 @@ class ProductRow(_Row):
     offer_id: OptText
     qrb: Annotated[QRB, _enum(QRB, QRB.WINDOW), Field(default=None, validate_default=True)]
     qrw_days: Annotated[int | None, _bounded(limits.qrw_days), Field(default=None, validate_default=True)]
+    tax_code: OptTaxCode
 
 
 class PriceRow(_Row):

@@ -38,6 +38,9 @@ from w365.core.vocabulary import (  # re-exported: the columns below are typed w
     ChangeSource,
     ChangeType,
     ContractStatus,
+    DocumentType,
+    DeliveryChannel,
+    DeliveryStatus,
     InvoiceKind,
     InvoiceLineKind,
     LCLKind,
@@ -68,6 +71,7 @@ Money = Annotated[Decimal, mapped_column(ExactDecimal(18, 4))]
 Price = Annotated[Decimal, mapped_column(ExactDecimal(18, 6))]
 Quantity = Annotated[Decimal, mapped_column(ExactDecimal(18, 6))]
 Rate = Annotated[Decimal, mapped_column(ExactDecimal(18, 8))]
+TaxPercent = Annotated[Decimal, mapped_column(ExactDecimal(7, 4))]  # 20.0000 = 20 % (SPEC I1)
 Instant = Annotated[datetime, mapped_column(UTCDateTime())]
 Currency = Annotated[str, mapped_column(String(3))]
 intpk = Annotated[int, mapped_column(Integer, primary_key=True, autoincrement=True)]
@@ -116,6 +120,12 @@ class Tenant(Base):
     invoice_prefix: Mapped[str] = mapped_column(String(20), default="INV-", server_default="INV-")
     # Gapless numbering: taken under a row lock in the same transaction as the invoice.
     next_invoice_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Credit notes have their own gapless series (SPEC I6; migration 0006).
+    credit_note_prefix: Mapped[str] = mapped_column(String(20), default="CN-", server_default="CN-")
+    next_credit_note_number: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # The first invoice sequence issued with credit notes (migration 0006 sets the next number):
+    # invoices before it may have a negative total, as corrections were issued then (SPEC I6, I7).
+    credit_notes_from: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The seller block of the invoice document (issue 16, SPEC I11; migration 0005), set with
     # `w365 tenant set`. All optional: a store without them still renders its invoices.
@@ -162,6 +172,31 @@ class ExchangeRate(Base):
     effective_from: Mapped[date]
 
 
+class TaxCode(Base):
+    """A tax code (SPEC I1): VAT20, US-NY-SALES, ... Its rates are ``tax_rate`` rows."""
+
+    __tablename__ = "tax_code"
+
+    code: Mapped[str] = mapped_column(String(24), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class TaxRate(Base):
+    """A tax code's rate in percent from a day on (SPEC I1, I3). A change is a new row with a
+    later effective date; rates are never edited or removed."""
+
+    __tablename__ = "tax_rate"
+    __table_args__ = (
+        UniqueConstraint("code", "effective_from"),
+        CheckConstraint("CAST(rate AS NUMERIC) >= 0 AND CAST(rate AS NUMERIC) <= 100", name="rate_percent"),
+    )
+
+    id: Mapped[intpk]
+    code: Mapped[str] = mapped_column(ForeignKey("tax_code.code"))
+    rate: Mapped[TaxPercent]
+    effective_from: Mapped[date]
+
+
 class Customer(Base):
     __tablename__ = "customer"
 
@@ -170,6 +205,9 @@ class Customer(Base):
     # Partner Center customer tenant id (a GUID).
     provider_tenant_id: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
     email: Mapped[Optional[str]] = mapped_column(String(200))
+    # Where invoices are e-mailed (issue 16, I21; migration 0007): one or more addresses,
+    # comma-separated. No address, no e-mail: the Send Invoices job reports it and goes on.
+    billing_email: Mapped[Optional[str]] = mapped_column(String(320))
     salesperson: Mapped[Optional[str]] = mapped_column(String(100))
     # SHA-256 of the end-customer portal token (SPEC C13); the token itself is never stored.
     portal_token_hash: Mapped[Optional[str]] = mapped_column(String(64), unique=True)
@@ -177,6 +215,10 @@ class Customer(Base):
     # revoked token keeps its hash so that the portal can answer "revoked" rather than "unknown".
     portal_token_expires_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
     portal_token_revoked_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    # Tax (SPEC I2; migration 0006): the customer's code; an exemption reference makes every
+    # line of the customer's untaxed, whatever the codes say.
+    tax_code: Mapped[Optional[str]] = mapped_column(ForeignKey("tax_code.code"))
+    tax_exempt_reference: Mapped[Optional[str]] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The bill-to block of the invoice document (issue 16, SPEC I11; migration 0005): the
     # customers.csv columns of the same names. All optional.
@@ -213,6 +255,8 @@ class Product(Base):
     offer_id: Mapped[Optional[str]] = mapped_column(String(100), index=True)  # Partner Center offerId
     default_qrb: Mapped[QRB] = mapped_column(_enum(QRB, "qrb"), default=QRB.WINDOW)
     default_qrw_days: Mapped[Optional[int]] = mapped_column(Integer, default=7)
+    # Overrides the customer's tax code for this product (SPEC I2; migration 0006).
+    tax_code: Mapped[Optional[str]] = mapped_column(ForeignKey("tax_code.code"))
 
 
 class ProductPrice(Base):
@@ -470,7 +514,9 @@ class Invoice(Base):
 
     id: Mapped[intpk]
     number: Mapped[str] = mapped_column(String(40), unique=True)
-    sequence: Mapped[int] = mapped_column(Integer, unique=True)  # gapless per tenant
+    # Gapless per series (SPEC J6, I6): invoices 1, 2, 3..., credit notes -1, -2, -3... (the
+    # number is the series' prefix and |sequence|), so the one unique key holds both series.
+    sequence: Mapped[int] = mapped_column(Integer, unique=True)
     contract_id: Mapped[int] = mapped_column(ForeignKey("billing_contract.id"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
     kind: Mapped[InvoiceKind] = mapped_column(_enum(InvoiceKind, "invoice_kind"))
@@ -479,7 +525,15 @@ class Invoice(Base):
     due_date: Mapped[date]
     period_from: Mapped[date]  # inclusive
     period_to: Mapped[date]  # inclusive
-    total: Mapped[Money]
+    total: Mapped[Money]  # subtotal + tax_total (SPEC I4)
+    # Tax and credit notes (SPEC I4-I6; migration 0006). Invoices issued before carry tax 0, so
+    # their subtotal is their total, as before; nothing issued was rewritten.
+    tax_total: Mapped[Money] = mapped_column(default=Decimal("0"), server_default="0")
+    document: Mapped[DocumentType] = mapped_column(
+        _enum(DocumentType, "document_type"), default=DocumentType.INVOICE, server_default=DocumentType.INVOICE.value
+    )
+    corrects_invoice_id: Mapped[Optional[int]] = mapped_column(ForeignKey("invoice.id"))  # a credit note's invoice
+    tax_exempt_reference: Mapped[Optional[str]] = mapped_column(String(100))  # the customer's, when issued
     payment_status: Mapped[PaymentStatus] = mapped_column(
         _enum(PaymentStatus, "payment_status"), default=PaymentStatus.UNPAID
     )
@@ -491,6 +545,11 @@ class Invoice(Base):
     contract: Mapped[BillingContract] = relationship()
     customer: Mapped[Customer] = relationship()
     lines: Mapped[list["InvoiceLine"]] = relationship(back_populates="invoice", order_by="InvoiceLine.line_no")
+
+    @property
+    def subtotal(self) -> Decimal:
+        """The sum of the lines' amounts, before tax (SPEC I4)."""
+        return self.total - self.tax_total
 
 
 class InvoiceLine(Base):
@@ -542,6 +601,11 @@ class InvoiceLine(Base):
     sales_unit: Mapped[Optional[str]] = mapped_column(String(24))
     source_currency: Mapped[Optional[str]] = mapped_column(String(3))  # when converted (SPEC S1)
     fx_rate: Mapped[Optional[Rate]]
+    # Tax (SPEC I4; migration 0006): the code (None: untaxed), its rate in percent on the line's
+    # first day billed, and round_half_up(amount x rate / 100). Lines issued before: 0, no code.
+    tax_code: Mapped[Optional[str]] = mapped_column(String(24))
+    tax_rate: Mapped[TaxPercent] = mapped_column(default=Decimal("0"), server_default="0")
+    tax_amount: Mapped[Money] = mapped_column(default=Decimal("0"), server_default="0")
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
     lcls: Mapped[list[LicenseChangeLog]] = relationship(secondary="invoice_line_lcl", viewonly=True)
@@ -652,3 +716,32 @@ class JobException(Base):
     entity_key: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class InvoiceDelivery(Base):
+    """How an issued invoice went out on one channel (issue 16, I22-I25; migration 0007): at most
+    one record per invoice and channel, so an invoice is sent once unless someone resends it.
+
+    Sending never touches the invoice row (it is immutable, migration 0002): all delivery state
+    lives here. ``status`` is ``sending`` from the moment a send is claimed (committed with the
+    ``message_id`` the message will carry) until the outcome is committed: a record still
+    ``sending`` after a crash tells the next run the message may have left (at-most-once, I24).
+    """
+
+    __tablename__ = "invoice_delivery"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "channel"),
+        CheckConstraint("attempts >= 0", name="attempts_nonneg"),
+    )
+
+    id: Mapped[intpk]
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    channel: Mapped[DeliveryChannel] = mapped_column(_enum(DeliveryChannel, "delivery_channel"))
+    status: Mapped[DeliveryStatus] = mapped_column(_enum(DeliveryStatus, "delivery_status"))
+    recipient: Mapped[Optional[str]] = mapped_column(String(320))  # the addresses, or the system's name
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # sends tried, resends included
+    sends: Mapped[int] = mapped_column(Integer, default=0)  # sends that succeeded (1, more after --resend)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    message_id: Mapped[Optional[str]] = mapped_column(String(255))  # the e-mail's Message-ID, or the system's reference
+    sent_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

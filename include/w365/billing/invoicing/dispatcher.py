@@ -36,6 +36,7 @@ from w365.billing.invoicing.loader import (
     pricer_for,
     terms_for,
 )
+from w365.billing.invoicing.tax import line_tax_columns, take_numbers, tax_documents, tax_drafts
 from w365.billing.invoicing.planner import (
     Plan,
     PlannedInvoice,
@@ -44,7 +45,8 @@ from w365.billing.invoicing.planner import (
     plan_full_cycle,
 )
 from w365.core.calendar import stored_proration
-from w365.core.money import UnknownCurrency, sum_amounts
+from w365.core.money import UnknownCurrency
+from w365.core.tax import LineTax
 from w365.errors import W365Error
 from w365.store.bulk import insert_rows, update_rows
 from w365.store.job_report import record_exceptions
@@ -56,7 +58,6 @@ from w365.store.models import (
     InvoiceLineSLCL,
     ScheduledLicenseChangeLog,
     SLCLStatus,
-    Tenant,
 )
 from w365.store.retry import batch_or_each, run_retrying, transient_reason
 from w365.store.session import (
@@ -83,6 +84,9 @@ class InvoiceSummary:
     currency: str
     total: str
     lines: int
+    document: str = "invoice"  # or credit_note (SPEC I6)
+    subtotal: str = ""
+    tax_total: str = ""
 
 
 @dataclass
@@ -148,7 +152,7 @@ def _plan_batch(
 # Writing a batch
 
 
-def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
+def _line_row(invoice_id: int, no: int, ln: ProposedLine, tax: LineTax) -> dict[str, Any]:
     return {
         "invoice_id": invoice_id,
         "line_no": no,
@@ -168,44 +172,54 @@ def _line_row(invoice_id: int, no: int, ln: ProposedLine) -> dict[str, Any]:
         "sales_unit": ln.sales_unit,
         "source_currency": ln.source_currency,
         "fx_rate": ln.fx_rate,
+        **line_tax_columns(tax),
     }
 
 
 def write_plans(
-    session: Session, bundles: dict[int, ContractBundle], plans: dict[int, Plan], *, as_of: date, job: str
+    session: Session, bundles: dict[int, ContractBundle], plans: dict[int, Plan], *, as_of: date, job: str,
+    problems: dict[str, str] | None = None,
 ) -> list[InvoiceSummary]:
-    """Write planned invoices, lines and their sources; advance contracts; mark billed SLCLs."""
+    """Write planned invoices, lines and their sources; advance contracts; mark billed SLCLs.
+
+    Each document is taxed first (SPEC I2-I5); one whose total is negative is a credit note,
+    numbered in its own series (I6). A contract that cannot be taxed is not written nor
+    advanced: its reason goes to ``problems`` (an error when the caller gave none)."""
     drafts: list[tuple[ContractBundle, PlannedInvoice]] = [
         (bundles[cid], inv) for cid in sorted(plans) for inv in plans[cid].invoices
     ]
+    taxed, untaxable = tax_documents(session, [(b.contract, inv) for b, inv in drafts])
+    if untaxable:
+        reasons = {bundles[cid].contract.number: reason for cid, reason in untaxable.items()}
+        if problems is None:
+            raise W365Error("; ".join(f"contract {k}: {r}" for k, r in reasons.items()))
+        problems.update(reasons)
+        plans = {cid: p for cid, p in plans.items() if cid not in untaxable}
+    kept = [(d, t) for d, t in zip(drafts, taxed) if t is not None]  # None: the contract cannot be taxed
+    drafts, docs = [d for d, _ in kept], [t for _, t in kept]
     summaries: list[InvoiceSummary] = []
     if drafts:
-        # Gapless numbering: the counter moves in this transaction, so a rollback gives the
-        # numbers back; its row lock serialises numbering between workers until commit.
-        top, prefix = session.execute(
-            update(Tenant).where(Tenant.id == 1).values(next_invoice_number=Tenant.next_invoice_number + len(drafts))
-            .returning(Tenant.next_invoice_number, Tenant.invoice_prefix)
-        ).one()
-        first = top - len(drafts)
+        numbers = take_numbers(session, [t.document for t in docs])
         inv_rows: list[dict[str, Any]] = []
-        for i, (b, inv) in enumerate(drafts):
+        for (b, inv), t, (number, seq) in zip(drafts, docs, numbers):
             c = b.contract
-            seq = first + i
             inv_rows.append({
-                "number": f"{prefix}{seq:06d}", "sequence": seq, "contract_id": c.id, "customer_id": c.customer_id,
+                "number": number, "sequence": seq, "contract_id": c.id, "customer_id": c.customer_id,
                 "kind": inv.kind, "currency": c.currency, "issue_date": as_of, "due_date": as_of + timedelta(days=c.payment_terms_days),
                 "period_from": inv.period_from, "period_to": inv.period_to,
-                "total": sum_amounts((l.amount for l in inv.lines), c.currency), "created_by_job": job,
+                "total": t.totals.total, "tax_total": t.totals.tax_total, "document": t.document,
+                "corrects_invoice_id": t.corrects_invoice_id, "tax_exempt_reference": t.exempt_reference, "created_by_job": job,
             })
         ids = insert_rows(session, Invoice, inv_rows, return_ids=True)
         line_rows: list[dict[str, Any]] = []
         sources: list[ProposedLine] = []
-        for inv_id, (b, inv), row in zip(ids, drafts, inv_rows):
-            for no, ln in enumerate(inv.lines, start=1):
-                line_rows.append(_line_row(inv_id, no, ln))
+        for inv_id, (b, inv), t, row in zip(ids, drafts, docs, inv_rows):
+            for no, (ln, tax) in enumerate(zip(inv.lines, t.lines), start=1):
+                line_rows.append(_line_row(inv_id, no, ln, tax))
                 sources.append(ln)
             summaries.append(InvoiceSummary(row["number"], b.contract.number, inv.kind, str(inv.period_from), str(inv.period_to),
-                                            b.contract.currency, format(row["total"], "f"), len(inv.lines)))
+                                            b.contract.currency, format(row["total"], "f"), len(inv.lines),
+                                            t.document.value, format(t.totals.subtotal, "f"), format(t.totals.tax_total, "f")))
         line_ids = insert_rows(session, InvoiceLine, line_rows, return_ids=True)
         lcl_links = [{"invoice_line_id": lid, "lcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.lcl_ids]
         slcl_links = [{"invoice_line_id": lid, "slcl_id": x} for lid, ln in zip(line_ids, sources) for x in ln.slcl_ids]
@@ -241,7 +255,7 @@ class _Batch:
         s = self.session
         try:
             hooks.at("invoice.before_write")
-            summaries = write_plans(s, self.bundles, self.plans, as_of=as_of, job=job)
+            summaries = write_plans(s, self.bundles, self.plans, as_of=as_of, job=job, problems=self.problems)
             numbers = [self.bundles[c].contract.number for c in self.plans]
             record_exceptions(s, job, as_of, "billing_contract", self.problems, cleared=numbers)
             s.commit()
@@ -284,9 +298,13 @@ def _prepare_batch(
     problems = {numbers[cid]: reason for cid, reason in bad.items()}
     batch = _Batch(s, bundles, plans, problems)
     if dry_run:
-        for cid, plan in plans.items():
-            for inv in plan.invoices:
-                report.drafts.append(draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+        drafts = [(bundles[cid].contract, inv, draft_dict(numbers[cid], bundles[cid].contract.currency, inv))
+                  for cid, plan in plans.items() for inv in plan.invoices]
+        untaxable = tax_drafts(s, drafts)  # SPEC I4: a dry run shows the tax it would bill
+        problems.update({numbers[cid]: reason for cid, reason in untaxable.items()})
+        for c, inv, d in drafts:
+            if c.id not in untaxable:
+                report.drafts.append(d)
                 report.lines += len(inv.lines)
         _account(report, [], problems, job)
         batch.abandon()

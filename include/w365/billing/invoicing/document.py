@@ -8,7 +8,10 @@ and the PDF come from ONE Jinja template, ``templates/invoice_document.html``, a
   an exponent; SPEC I12).
 * Amounts in the invoice's currency with its ISO 4217 minor units, in the tenant's locale
   (``$1,234.56``, ``1.234,56 €``, ``¥1,235``, ``KWD 1,234.567``; ``w365.core.local_format``, I13).
-* A tax summary and totals from :func:`document_totals`, the one place tax figures enter (I14).
+* A tax summary and totals from :func:`document_totals`, the one place tax figures enter (I14):
+  the tax the engine stored per line (code, rate, tax; SPEC I4) summed per code and rate, and the
+  invoice's stored subtotal, tax total and total, never recomputed.
+* A credit note is titled "Credit note CN-000001" and names the invoice it corrects (SPEC I6).
 * Autoescaped: a customer called ``<script>`` or ``=HYPERLINK(...)`` is text (I16).
 
 WeasyPrint (the PDF) is imported inside :func:`render_pdf` only: DAG files and the api-server
@@ -26,19 +29,21 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from w365.billing.invoicing.export import load_invoice, subscription_names
 from w365.billing.subscriptions import get_tenant
 from w365.core import local_format as fmt
-from w365.core.money import sum_amounts
+from w365.core.tax import TaxedAmount, tax_summary
 from w365.errors import W365Error
-from w365.store.models import BillingContract, Customer, Invoice, InvoiceKind, Tenant
+from w365.store.models import BillingContract, Customer, DocumentType, Invoice, InvoiceKind, TaxCode, Tenant
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEMPLATE = "invoice_document.html"
 STYLESHEET = "invoice_document.css"
 KIND_LABELS = {InvoiceKind.FULL_CYCLE: "Billing cycle", InvoiceKind.CHANGE_LOG: "Changes", InvoiceKind.USAGE: "Usage"}
+TITLES = {DocumentType.INVOICE: "Invoice", DocumentType.CREDIT_NOTE: "Credit note"}
 # Countries whose addresses end "City, Region Postal code" (the rest: "Postal code City").
 CITY_FIRST = frozenset({"US", "CA", "AU"})
 
@@ -60,16 +65,23 @@ def stylesheet() -> str:
 
 def document_totals(session: Session, invoice: Invoice) -> dict[str, Any]:
     """THE place tax figures enter the document (SPEC I14), as Decimals in the invoice currency:
-    ``subtotal``, ``taxes`` (one entry per tax: ``name``, ``rate`` as a fraction such as
-    ``Decimal("0.19")``, ``base``, ``amount``), ``tax_total`` and ``total``.
+    ``subtotal``, ``taxes`` (one entry per tax code and rate: ``name``, ``rate`` as a fraction
+    such as ``Decimal("0.2")``, ``base``, ``amount``), ``tax_total`` and ``total``.
 
-    Today no tax is stored: the subtotal is the sum of the rounded lines (SPEC M2), no tax, and
-    the total is the subtotal. When invoices carry per-line tax and ``subtotal`` / ``tax_total``
-    / ``total``, read them here; nothing else in the document changes."""
-    subtotal = sum_amounts((l.amount for l in invoice.lines), invoice.currency)
-    taxes: list[dict[str, Any]] = []
-    tax_total = sum_amounts((t["amount"] for t in taxes), invoice.currency)
-    return {"subtotal": subtotal, "taxes": taxes, "tax_total": tax_total, "total": subtotal + tax_total}
+    The figures are the ones the engine stored (SPEC I4): each line's tax, summed per code and
+    rate by ``core.tax.tax_summary`` (the same arithmetic as ``w365 invoice show``), and the
+    invoice's subtotal, tax total and total, shown as issued, never recomputed. Untaxed lines
+    (no code: an exempt customer, a tenant without tax, an invoice issued before tax) add no row."""
+    cur = invoice.currency
+    rows = tax_summary([TaxedAmount(l.amount, l.tax_code, l.tax_rate, l.tax_amount) for l in invoice.lines], cur)
+    codes = {r.code for r in rows if r.code is not None}
+    names = {code: name for code, name in session.execute(select(TaxCode.code, TaxCode.name).where(TaxCode.code.in_(codes)))}
+    taxes = [
+        {"name": r.code if names.get(r.code, r.code) == r.code else f"{names[r.code]} ({r.code})",
+         "rate": r.rate / 100, "base": r.taxable, "amount": r.tax}
+        for r in rows if r.code is not None
+    ]
+    return {"subtotal": invoice.subtotal, "taxes": taxes, "tax_total": invoice.tax_total, "total": invoice.total}
 
 
 def _address(lines: tuple[str | None, ...], city: str | None, region: str | None, postal: str | None,
@@ -134,6 +146,8 @@ def invoice_document_context(session: Session, invoice: Invoice) -> dict[str, An
         refs = sorted(x.id for x in l.lcls)
         if refs:
             detail.append("change logs " + ", ".join(map(str, refs)))
+        # The line's tax as stored (SPEC I4): rate and code, and its tax; untaxed: empty.
+        tax = {"rate": fmt.percent(l.tax_rate / 100, locale), "code": l.tax_code, "amount": money(l.tax_amount)} if l.tax_code else None
         lines.append({
             "line": l.line_no,
             "description": l.description,
@@ -143,9 +157,15 @@ def invoice_document_context(session: Session, invoice: Invoice) -> dict[str, An
             "quantity": fmt.quantity(l.quantity, locale),
             "unit_price": fmt.unit_price(l.unit_price, cur, locale),
             "amount": money(l.amount),
+            "tax": tax,
         })
+    corrects = session.scalar(select(Invoice.number).where(Invoice.id == invoice.corrects_invoice_id)) if invoice.corrects_invoice_id else None
     return {
-        "title": "Invoice",
+        "title": TITLES.get(invoice.document, "Invoice"),
+        "credit_note": invoice.document == DocumentType.CREDIT_NOTE,
+        "corrects": corrects,  # the invoice a credit note corrects (SPEC I6)
+        "tax_exempt_reference": invoice.tax_exempt_reference,  # the customer's, when issued (SPEC I2)
+        "line_tax": any(l["tax"] for l in lines),  # a Tax column only when some line is taxed
         "lang": locale.split("_")[0],
         "locale": locale,
         "number": invoice.number,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from w365.billing.subscriptions import get_tenant
 from w365.core import csvsafe
 from w365.core.money import as_currency, plain, plain_price
+from w365.core.tax import TaxedAmount, tax_summary
 from w365.errors import NotFound
 from w365.store.models import (
     BillingContract,
@@ -29,7 +30,7 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
         select(Invoice, BillingContract.number, Customer.name)
         .join(BillingContract, BillingContract.id == Invoice.contract_id)
         .join(Customer, Customer.id == Invoice.customer_id)
-        .order_by(Invoice.sequence.desc())
+        .order_by(Invoice.id.desc())  # newest first, invoices and credit notes (their sequences are negative)
         .limit(limit)
     )
     if contract:
@@ -38,11 +39,20 @@ def list_invoices(session: Session, *, contract: str | None = None, limit: int =
         {
             "number": inv.number, "kind": inv.kind.value, "contract": number, "customer": customer,
             "issue_date": inv.issue_date, "period_from": inv.period_from, "period_to": inv.period_to,
-            "currency": inv.currency, "total": as_currency(inv.total, inv.currency), "payment_status": inv.payment_status.value,
+            "currency": inv.currency, **_totals(inv), "payment_status": inv.payment_status.value,
             "amount_paid": as_currency(inv.amount_paid, inv.currency),
         }
         for inv, number, customer in session.execute(q)
     ]
+
+
+def _totals(inv: Invoice) -> dict[str, Any]:
+    """What a document says it is and sums to (SPEC I4, I6): total = subtotal + tax_total;
+    a credit note's are negative."""
+    return {
+        "document": inv.document.value, "subtotal": as_currency(inv.subtotal, inv.currency),
+        "tax_total": as_currency(inv.tax_total, inv.currency), "total": as_currency(inv.total, inv.currency),
+    }
 
 
 def load_invoice(session: Session, number: str) -> Invoice:
@@ -91,7 +101,13 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
         "period_from": inv.period_from,
         "period_to": inv.period_to,
         "currency": inv.currency,
-        "total": as_currency(inv.total, inv.currency),
+        **_totals(inv),
+        "corrects": session.scalar(select(Invoice.number).where(Invoice.id == inv.corrects_invoice_id)) if inv.corrects_invoice_id else None,
+        "tax_exempt_reference": inv.tax_exempt_reference,
+        "tax_summary": [
+            {"code": r.code, "rate": plain(r.rate), "taxable": as_currency(r.taxable, inv.currency), "tax": as_currency(r.tax, inv.currency)}
+            for r in tax_summary([TaxedAmount(l.amount, l.tax_code, l.tax_rate, l.tax_amount) for l in inv.lines], inv.currency)
+        ],
         "payment_status": inv.payment_status.value,
         "amount_paid": as_currency(inv.amount_paid, inv.currency),
         "paid_on": inv.paid_on,
@@ -106,6 +122,7 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
                 "quantity": plain(l.quantity), "unit_price": plain_price(l.unit_price), "days": l.days, "period_days": l.period_days,
                 "proration_factor": l.proration_factor, "amount": as_currency(l.amount, inv.currency), "sales_unit": l.sales_unit,
                 "source_currency": l.source_currency, "fx_rate": None if l.fx_rate is None else plain(l.fx_rate),
+                "tax_code": l.tax_code, "tax_rate": plain(l.tax_rate), "tax_amount": as_currency(l.tax_amount, inv.currency),
                 "lcl_ids": sorted(x.id for x in l.lcls), "slcl_ids": sorted(x.id for x in l.slcls),
             }
             for l in inv.lines
@@ -116,7 +133,10 @@ def invoice_document(session: Session, number: str) -> dict[str, Any]:
 CSV_COLUMNS = [
     "invoice", "line", "kind", "subscription_id", "subscription", "description", "period_from", "period_to",
     "quantity", "unit_price", "days", "period_days", "proration_factor", "amount", "currency", "lcl_ids", "slcl_ids",
-    "customer", "product",
+    "tax_code", "tax_rate", "tax_amount", "customer", "product",
+    # What the document is and, for a credit note, the invoice it corrects (SPEC I6; issue 16,
+    # I27: a file-drop export is read by an accounting system, not only by people).
+    "document", "corrects",
 ]
 
 
@@ -132,8 +152,11 @@ def to_csv(doc: dict[str, Any]) -> str:
             doc["number"], l["line"], l["kind"], l["subscription_id"], l["subscription"], l["description"],
             l["period_from"], l["period_to"], format(l["quantity"], "f"), format(l["unit_price"], "f"), l["days"],
             l["period_days"], format(plain(l["proration_factor"]), "f"), format(l["amount"], "f"), doc["currency"],
-            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), doc["customer"], l["product"],
+            " ".join(map(str, l["lcl_ids"])), " ".join(map(str, l["slcl_ids"])), l["tax_code"] or "", format(l["tax_rate"], "f"),
+            format(l["tax_amount"], "f"), doc["customer"], l["product"], doc["document"], doc["corrects"] or "",
         ])
+    # SPEC I4: the total row's amount is the document's total (the lines' amounts + their taxes),
+    # its tax_amount the tax total.
     w.writerow([doc["number"], "", "total", "", "", "", "", "", "", "", "", "", "", format(doc["total"], "f"), doc["currency"], "", "",
-                doc["customer"], ""])
+                "", "", format(doc["tax_total"], "f"), doc["customer"], "", doc["document"], doc["corrects"] or ""])
     return buf.getvalue()

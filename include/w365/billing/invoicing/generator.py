@@ -90,6 +90,7 @@ class BilledLine:
     ref: str = ""
     sales_unit: str | None = None
     fx_rate: Decimal | None = None
+    line_id: int | None = None  # the stored line, so a credit that reverses it can name it (tax, I5)
 
 
 @dataclass
@@ -110,6 +111,7 @@ class ProposedLine:
     source_currency: str | None = None
     fx_rate: Decimal | None = None
     description: str = ""
+    reverses: int | None = None  # the stored line this credit reverses (its tax is taken back, I5)
 
     @property
     def proration_factor(self) -> Fraction:
@@ -268,7 +270,8 @@ def _reconcile_period(
 
     for b in reversed_:
         out.append(line(ADJUSTMENT, b.start, b.end, -b.quantity, b.unit_price, f"Credit: reverses {b.ref or 'a line billed before'}: ",
-                        sales_unit=b.sales_unit, lcl_ids=tuple(sorted(b.lcl_ids)), slcl_ids=tuple(sorted(b.slcl_ids)), fx_rate=b.fx_rate))
+                        sales_unit=b.sales_unit, lcl_ids=tuple(sorted(b.lcl_ids)), slcl_ids=tuple(sorted(b.slcl_ids)), fx_rate=b.fx_rate,
+                        reverses=b.line_id))
     for run, price, qty in wanted:
         covered = any(b.start < run.end and run.start < b.end for b in billed)
         kind = RECURRING if qty > 0 and not covered else ADJUSTMENT

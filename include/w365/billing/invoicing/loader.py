@@ -202,7 +202,7 @@ def load_bundles(session: Session, contract_ids: Iterable[int]) -> dict[int, Con
             BilledLine(
                 lr.subscription_id, lr.kind, lr.billing_period_from, lr.period_from, lr.period_to + timedelta(days=1),  # type: ignore[arg-type]
                 lr.quantity, lr.unit_price, frozenset(links.get(lr.id, ())), frozenset(slcl_links.get(lr.id, ())),
-                f"{lr.number} line {lr.line_no}", lr.sales_unit, lr.fx_rate,
+                f"{lr.number} line {lr.line_no}", lr.sales_unit, lr.fx_rate, lr.id,
             )
         )
     for cid, pf in conn.execute(

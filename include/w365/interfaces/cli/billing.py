@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(handler=run_cmd, commits="per_batch")
 
-    inv = sub.add_parser("invoice", help="invoices: list, show, preview, export")
+    inv = sub.add_parser("invoice", help="invoices: list, show, preview, export, send")
     s = inv.add_subparsers(dest="invoice_verb", metavar="ACTION", required=True)
     p = s.add_parser("list", help="recent invoices with totals and payment status")
     p.add_argument("--contract", type=text_arg("BillingContract", "number"))
@@ -65,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path,
                    help="file to write (default: stdout for csv and html; NUMBER.pdf in the current folder for pdf, '-' for stdout)")
     p.set_defaults(handler=invoice_export)
+    p = s.add_parser("send", help="e-mail an invoice (PDF attached) to its customer's billing address, once",
+                     epilog="Through the Airflow connection w365_smtp. An invoice already sent is not sent again "
+                     "unless --resend is given; the delivery record says when, to whom and with which Message-ID.")
+    p.add_argument("number", type=text_arg("Invoice", "number"))
+    p.add_argument("--resend", action="store_true", help="send it again although it was sent (or its send was interrupted)")
+    add_json_flag(p)
+    p.set_defaults(handler=invoice_send)
 
     v = sub.add_parser("verify", help="prove the books: ledger folds and billing invariant")
     s = v.add_subparsers(dest="verify_verb", metavar="ACTION", required=True)
@@ -99,7 +106,8 @@ def invoice_list(args: argparse.Namespace) -> int:
 
     with session_scope() as s:
         rows = list_invoices(s, contract=args.contract, limit=args.limit)
-    emit(rows, args.json, ["number", "kind", "contract", "customer", "issue_date", "period_from", "period_to", "currency", "total", "payment_status"])
+    emit(rows, args.json, ["number", "document", "kind", "contract", "customer", "issue_date", "period_from", "period_to", "currency",
+                           "subtotal", "tax_total", "total", "payment_status"])
     return 0
 
 
@@ -112,13 +120,20 @@ def invoice_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return 0
-    print(f"Invoice {doc['number']} ({doc['kind']}) for {doc['customer']}, contract {doc['contract']}")
+    what = "Credit note" if doc["document"] == "credit_note" else "Invoice"
+    print(f"{what} {doc['number']} ({doc['kind']}) for {doc['customer']}, contract {doc['contract']}"
+          + (f", corrects {doc['corrects']}" if doc["corrects"] else ""))
     print(f"period {doc['period_from']} to {doc['period_to']}, issued {doc['issue_date']}, due {doc['due_date']}, {doc['payment_status']}")
     print_table(
         [{**l, "lcls": " ".join(map(str, l["lcl_ids"])), "slcls": " ".join(map(str, l["slcl_ids"]))} for l in doc["lines"]],
-        ["line", "kind", "description", "period_from", "period_to", "quantity", "unit_price", "days", "period_days", "amount", "lcls", "slcls"],
+        ["line", "kind", "description", "period_from", "period_to", "quantity", "unit_price", "days", "period_days", "amount",
+         "tax_code", "tax_rate", "tax_amount", "lcls", "slcls"],
     )
-    print(f"total {doc['total']} {doc['currency']}")
+    for r in doc["tax_summary"]:
+        print(f"tax {r['code'] or 'none'} {r['rate']} % on {r['taxable']}: {r['tax']}")
+    if doc["tax_exempt_reference"]:
+        print(f"tax exempt: {doc['tax_exempt_reference']}")
+    print(f"subtotal {doc['subtotal']}, tax {doc['tax_total']}, total {doc['total']} {doc['currency']} (prices exclude tax)")
     return 0
 
 
@@ -171,6 +186,27 @@ def invoice_export(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def invoice_send(args: argparse.Namespace) -> int:
+    """I20, I25: one invoice by hand; the same claim-send-record steps as the Send Invoices job."""
+    from datetime import datetime, timezone
+
+    from w365.errors import ExternalError
+    from w365.integrations.delivery import email_invoice
+    from w365.integrations.mail import Mailer
+    from w365.store.session import session_scope
+
+    out = email_invoice(session_scope, Mailer.from_connection(), args.number, now=datetime.now(timezone.utc), resend=args.resend)
+    if args.json:
+        print_json(out.__dict__)
+    elif out.status == "sent":
+        print(f"{out.invoice}: {out.detail} (Message-ID {out.message_id})")
+    elif out.status == "already_sent":
+        print(f"{out.invoice}: already {out.detail}; not sent again (--resend sends it again)")
+    if out.status in ("failed", "uncertain", "in_progress"):
+        raise ExternalError(f"invoice {out.invoice} not sent: {out.detail}")
     return 0
 
 

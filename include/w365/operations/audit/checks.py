@@ -27,6 +27,7 @@ from w365.operations.audit.arithmetic import (
     period_of,
     round_half_up,
 )
+from w365.operations.audit.tax import TaxTable, audit_numbering, check_document, check_line, expected_number
 from w365.operations.audit.report import _STATUS_OF_ACTION, FIELDS, AuditReport, Difference, _Change, _DataError, _text, _Timeline
 from w365.store.models import (
     BillingContract,
@@ -57,17 +58,22 @@ class _Reference:
     next_number: int
     units: dict[str, int | None]
     rates: dict[tuple[str, str], tuple[list[date], list[Decimal]]]
+    credit_prefix: str = "CN-"
+    taxes: TaxTable | None = None
+    credit_notes_from: int = 1
 
     @classmethod
     def load(cls, session: Session) -> "_Reference":
-        tenant = session.execute(select(Tenant.invoice_prefix, Tenant.next_invoice_number)).first()
+        tenant = session.execute(select(Tenant.invoice_prefix, Tenant.next_invoice_number, Tenant.credit_note_prefix,
+                                        Tenant.credit_notes_from)).first()
         rates: dict[tuple[str, str], tuple[list[date], list[Decimal]]] = defaultdict(lambda: ([], []))
         r = ExchangeRate
         for src, dst, day, rate in session.execute(select(r.from_currency, r.to_currency, r.effective_from, r.rate).order_by(r.effective_from)):
             rates[(src, dst)][0].append(day)
             rates[(src, dst)][1].append(rate)
         return cls(tenant.invoice_prefix if tenant else "", tenant.next_invoice_number if tenant else 1,
-                   dict(session.execute(select(UnitMapping.code, UnitMapping.months)).tuples().all()), dict(rates))
+                   dict(session.execute(select(UnitMapping.code, UnitMapping.months)).tuples().all()), dict(rates),
+                   tenant.credit_note_prefix if tenant else "CN-", TaxTable(session), tenant.credit_notes_from if tenant else 1)
 
     def rate(self, src: str, dst: str, on: date) -> Decimal:
         """SPEC S1: the rate with the latest effective-from on or before ``on``."""
@@ -112,17 +118,9 @@ def audit_billing(session: Session, contracts: Sequence[str] | None = None, *, c
 
 
 def _audit_numbering(session: Session, ref: _Reference, report: AuditReport) -> None:
-    """SPEC M2/J6 decision: sequences 1..N without gaps or repeats, N = the tenant's counter - 1."""
-    last = ref.next_number - 1
-    seen = Counter(session.scalars(select(Invoice.sequence)).all())
-    for seq in range(1, last + 1):
-        if seq not in seen:
-            report.differences.append(Difference("numbering", None, f"an invoice with sequence {seq}", "none"))
-    for seq, count in sorted(seen.items()):
-        if count > 1:
-            report.differences.append(Difference("numbering", None, f"one invoice with sequence {seq}", f"{count}"))
-        if not 1 <= seq <= last:
-            report.differences.append(Difference("numbering", None, f"sequences 1..{last}", f"sequence {seq}"))
+    """SPEC M2/J6/I6 decision: each series (invoices, credit notes) numbered 1..N without gaps
+    or repeats, N = its counter - 1."""
+    audit_numbering(session, lambda expected, found: report.differences.append(Difference("numbering", None, expected, found)))
 
 
 class _Chunk:
@@ -145,10 +143,12 @@ class _Chunk:
                          .join(S, S.id == SL.subscription_id)
                          .where(S.contract_id.in_(ids), SL.status.in_((SLCLStatus.PENDING, SLCLStatus.AWAITING_MERGE)))
                          .order_by(SL.id)).all()
-        self.invoices = run(select(I.id, I.number, I.sequence, I.contract_id, I.customer_id, I.currency, I.total)
-                            .where(I.contract_id.in_(ids)).order_by(I.sequence)).all()
+        self.invoices = run(select(I.id, I.number, I.sequence, I.contract_id, I.customer_id, I.currency, I.total, I.tax_total,
+                                   _text(I.document), I.corrects_invoice_id, I.tax_exempt_reference)
+                            .where(I.contract_id.in_(ids)).order_by(I.id)).all()
         self.lines = run(select(IL.id, IL.invoice_id, IL.line_no, IL.subscription_id, _text(IL.kind), IL.billing_period_from, IL.billing_period_to,
-                                IL.period_from, IL.period_to, IL.quantity, IL.unit_price, IL.days, IL.period_days, IL.proration_factor, IL.amount)
+                                IL.period_from, IL.period_to, IL.quantity, IL.unit_price, IL.days, IL.period_days, IL.proration_factor, IL.amount,
+                                IL.tax_code, IL.tax_rate, IL.tax_amount)
                          .join(I, I.id == IL.invoice_id).where(I.contract_id.in_(ids)).order_by(IL.invoice_id, IL.line_no)).all()
         # Links, with what they point at (an outer join: a link to a missing row shows as None).
         self.lcl_links = run(select(InvoiceLineLCL.invoice_line_id, InvoiceLineLCL.lcl_id, L.subscription_id, L.slcl_id)
@@ -193,6 +193,7 @@ class _Chunk:
                 wrong_links[l.invoice_line_id].append(f"SLCL #{l.slcl_id} of subscription #{l.subscription_id}")
 
         licence_lines: dict[int, list[_Line]] = defaultdict(list)  # per contract
+        self.by_id = {inv.id: inv for inv in self.invoices}
         for inv in self.invoices:
             c = by_contract[inv.contract_id]
             self.report.invoices_checked += 1
@@ -247,15 +248,14 @@ class _Chunk:
         return {sid: _Timeline(first, changes[sid], first_change) for sid, (first, first_change) in firsts.items()}
 
     def _invoice(self, c: Any, inv: Any, lines: list[Any]) -> None:
-        total = sum((ln.amount for ln in lines), Decimal(0))
-        if total != inv.total:
-            self.add("invoice_total", c.number, _money(total, inv.currency), _money(inv.total, inv.currency), invoice=inv.number)
+        check_document(inv, lines, self.by_id, lambda check, expected, found: self.add(check, c.number, expected, found, invoice=inv.number),
+                       self.ref.credit_notes_from)
         if inv.currency != c.currency:
             self.add("currency", c.number, c.currency, inv.currency, invoice=inv.number)
         if inv.customer_id != c.customer_id:
             self.add("customer", c.number, f"customer #{c.customer_id}", f"customer #{inv.customer_id}", invoice=inv.number)
-        if inv.number != f"{self.ref.prefix}{inv.sequence:06d}":
-            self.add("numbering", c.number, f"{self.ref.prefix}{inv.sequence:06d}", inv.number, invoice=inv.number)
+        if inv.number != expected_number(inv, (self.ref.prefix, self.ref.credit_prefix)):
+            self.add("numbering", c.number, expected_number(inv, (self.ref.prefix, self.ref.credit_prefix)), inv.number, invoice=inv.number)
 
     def _line(self, c: Any, inv: Any, ln: Any, links: int, wrong_links: list[str]) -> None:
         kind, days, period_days = ln.kind, ln.days, ln.period_days
@@ -267,6 +267,8 @@ class _Chunk:
         if days != (ln.period_to - ln.period_from).days + 1:
             add("line_days", f"days {(ln.period_to - ln.period_from).days + 1}", f"days {days}")
         places = ISO_4217_MINOR_UNITS.get(inv.currency)
+        if self.ref.taxes is not None:
+            check_line(self.ref.taxes, inv, ln, places, add)
         if places is None:
             add("currency", "an ISO 4217 currency", inv.currency)
         elif period_days > 0 and line_amount(ln.quantity, ln.unit_price, days, period_days, places) != ln.amount:
