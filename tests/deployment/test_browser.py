@@ -356,7 +356,7 @@ def test_admin_toggles_a_job_and_airflow_pause_state_changes(standalone: dict[st
         shot(driver, "admin-05-contract-metrics")
         driver.get(af["url"] + "/w365/invoices")
         driver.find_element(By.CSS_SELECTOR, "table#invoices td a").click()
-        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#lines li[data-lcl]"))
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table#sources li[data-lcl]"))
         shot(driver, "admin-06-invoice-lines")
         assert not csp_violations(driver)  # issue 12: every page within its CSP
 
