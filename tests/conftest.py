@@ -35,7 +35,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -188,3 +188,25 @@ def root_logging() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:], root.level = handlers, level
+
+
+@pytest.fixture
+def probe_document_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Issue 16 (SPEC I10): put ``probe`` (HTML, may use ``doc``) into a copy of the invoice
+    document's one template, before the parties block, and render from that copy until the test
+    ends; shows that every rendering (page, export, PDF) comes from that template."""
+    from w365.billing.invoicing import document
+
+    def probe(html: str) -> None:
+        copy = tmp_path / "templates"
+        shutil.copytree(document.TEMPLATES, copy)
+        source = (copy / document.TEMPLATE).read_text()
+        (copy / document.TEMPLATE).write_text(source.replace('<div class="parties">', html + '<div class="parties">', 1))
+        monkeypatch.setattr(document, "TEMPLATES", copy)
+        document.environment.cache_clear()
+
+    try:
+        yield probe
+    finally:
+        monkeypatch.undo()
+        document.environment.cache_clear()

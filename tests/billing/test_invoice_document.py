@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -251,23 +250,15 @@ def test_i2_i14_an_exempt_customers_document_carries_the_reference(store: Any, s
     assert '<td class="n" id="tax-total">$0.00</td>' in html and '<td class="n" id="total-due">$100.00</td>' in html
 
 
-def test_i10_page_export_and_pdf_come_from_one_template(store: Any, session: Session, usd: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_i10_page_export_and_pdf_come_from_one_template(store: Any, session: Session, usd: str,
+                                                       probe_document_template: Any) -> None:
     """A field added to templates/invoice_document.html appears in the HTML export, in the
     fragment the invoice page shows, and in the PDF: there is no second template to forget."""
-    copy = tmp_path / "templates"
-    shutil.copytree(document.TEMPLATES, copy)
-    source = (copy / document.TEMPLATE).read_text()
-    (copy / document.TEMPLATE).write_text(source.replace('<div class="parties">', '<p id="probe">PO reference PROBE-{{ doc.number }}</p>\n<div class="parties">', 1))
-    monkeypatch.setattr(document, "TEMPLATES", copy)
-    document.environment.cache_clear()
-    try:
-        s = f.fresh(session)
-        assert '<p id="probe">PO reference PROBE-INV-USD1</p>' in document.render_html(s, usd)
-        assert '<p id="probe">PO reference PROBE-INV-USD1</p>' in document.render_fragment(s, usd)
-        assert "PO reference PROBE-INV-USD1" in pdf_text(document.render_pdf(s, usd))
-    finally:
-        document.environment.cache_clear()
+    probe_document_template('<p id="probe">PO reference PROBE-{{ doc.number }}</p>\n')
+    s = f.fresh(session)
+    assert '<p id="probe">PO reference PROBE-INV-USD1</p>' in document.render_html(s, usd)
+    assert '<p id="probe">PO reference PROBE-INV-USD1</p>' in document.render_fragment(s, usd)
+    assert "PO reference PROBE-INV-USD1" in pdf_text(document.render_pdf(s, usd))
     # The page's fragment is the export's <article>, without the page-breaking <html> and <style>.
     s = f.fresh(session)
     fragment, html = str(document.render_fragment(s, usd)), document.render_html(s, usd)

@@ -374,26 +374,16 @@ def test_i15_invoice_page_links_its_pdf(client: Any, airflow: dict[str, Any], st
 
 
 def test_i10_invoice_page_and_html_export_share_the_document_template(client: Any, airflow: dict[str, Any], store: Any,
-                                                                      tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                      probe_document_template: Any) -> None:
     """issue 16, SPEC I10: a field added to the document's one template shows on the invoice page
     and in the HTML export; the page keeps its CSP (the document's style is a file there)."""
-    import shutil
-
     from w365.billing.invoicing import document
 
     number = _quantities_invoice(store)
-    copy = tmp_path / "templates"
-    shutil.copytree(document.TEMPLATES, copy)
-    source = (copy / document.TEMPLATE).read_text()
-    (copy / document.TEMPLATE).write_text(source.replace('<div class="parties">', '<p id="probe">PO PROBE-{{ doc.number }}</p><div class="parties">', 1))
-    monkeypatch.setattr(document, "TEMPLATES", copy)
-    document.environment.cache_clear()
-    try:
-        as_cookie(client, airflow, "viewer")
-        page = client.get(f"/w365/invoices/{number}").text
-        export = client.get(f"/w365/invoices/{number}/export.html").text
-    finally:
-        document.environment.cache_clear()
+    probe_document_template('<p id="probe">PO PROBE-{{ doc.number }}</p>')
+    as_cookie(client, airflow, "viewer")
+    page = client.get(f"/w365/invoices/{number}").text
+    export = client.get(f"/w365/invoices/{number}/export.html").text
     assert f'<p id="probe">PO PROBE-{number}</p>' in page and f'<p id="probe">PO PROBE-{number}</p>' in export
     assert '<link rel="stylesheet" href="/w365/invoice-document.css">' in page and "<style" not in page
     css = client.get("/w365/invoice-document.css")
